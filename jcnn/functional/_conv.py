@@ -1,0 +1,173 @@
+"""Convolution, its output-size arithmetic, parameter count and receptive field."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import jax.numpy as jnp
+from jax import lax
+
+from jcnn.functional._checks import _is_int, check_floating, check_int, check_ndim, pair
+from jcnn.functional._padding import padding_1d, padding_2d
+
+_DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
+
+
+def conv2d(x, kernel, bias=None, *, stride=1, padding="SAME", dilation=1, groups=1):
+    r"""2-D convolution of an NHWC input with an HWIO kernel.
+
+    Each output channel is a sum over its group's input channels of a sliding
+    window product, plus a bias:
+
+    .. math::
+        y[n, i, j, o] = b_o + \sum_{u, v, c} x_p[n, s_h i + d_h u, s_w j + d_w v,
+        g(o) C_g + c]\; k[u, v, c, o]
+
+    where ``x_p`` is the padded input, ``C_g = C_in / groups`` and ``g(o)`` is
+    the group of output channel ``o``. Per spatial axis the output size is
+    ``floor((n + lo + hi - d (k - 1) - 1) / s) + 1`` (see `conv_output_size`).
+
+    Args:
+      x: input of shape ``(N, H, W, C_in)``, floating point.
+      kernel: weights of shape ``(kh, kw, C_in // groups, C_out)``; ``C_out``
+        must be divisible by ``groups``. Depthwise convolution is
+        ``groups == C_in`` with ``C_out = multiplier * C_in``.
+      bias: optional ``(C_out,)`` added to every output position.
+      stride: int or ``(sh, sw)``, >= 1.
+      padding: ``"SAME"`` (XLA/TF: output ``ceil(n / s)``, odd pixel at the
+        bottom/right), ``"VALID"``, ``"SAME_SYMMETRIC"`` (PyTorch
+        ``d (k - 1) // 2`` on both sides), an int, a pair ``(ph, pw)`` or
+        ``((top, bottom), (left, right))``.
+      dilation: int or ``(dh, dw)``, >= 1 (atrous convolution).
+      groups: number of channel groups, dividing both ``C_in`` and ``C_out``.
+
+    Returns:
+      ``(N, H_out, W_out, C_out)`` in the promoted dtype of ``x`` and ``kernel``.
+    """
+    fn = "conv2d"
+    check_ndim(x, 4, "x", fn, "NHWC")
+    check_ndim(kernel, 4, "kernel", fn, "HWIO")
+    check_floating(x, "x", fn)
+    check_floating(kernel, "kernel", fn)
+    stride_hw = pair(stride, "stride", fn)
+    dilation_hw = pair(dilation, "dilation", fn)
+    groups = check_int(groups, "groups", fn)
+    kh, kw, k_in, c_out = kernel.shape
+    c_in = x.shape[-1]
+    if c_in % groups:
+        raise ValueError(f"conv2d: `x` has {c_in} channels, which groups={groups} does not divide.")
+    if k_in * groups != c_in:
+        raise ValueError(
+            f"conv2d: `x` has {c_in} channels but `kernel` of shape {tuple(kernel.shape)} "
+            f"with groups={groups} expects {k_in * groups}; the kernel's third axis must be "
+            f"C_in // groups = {c_in // groups}."
+        )
+    if c_out % groups:
+        raise ValueError(
+            f"conv2d: `kernel` has {c_out} output channels, which groups={groups} does not divide."
+        )
+    if bias is not None and tuple(jnp.shape(bias)) != (c_out,):
+        raise ValueError(
+            f"conv2d: `bias` must have shape ({c_out},), got {tuple(jnp.shape(bias))}."
+        )
+    pads = padding_2d(padding, x.shape[1:3], (kh, kw), stride_hw, dilation_hw, fn=fn)
+    for axis, n, k, d, (lo, hi) in zip(
+        "HW", x.shape[1:3], (kh, kw), dilation_hw, pads, strict=True
+    ):
+        if n + lo + hi < d * (k - 1) + 1:
+            raise ValueError(
+                f"conv2d: the dilated kernel ({d * (k - 1) + 1} along {axis}) is larger than "
+                f"the padded input ({n} + {lo} + {hi} = {n + lo + hi}); use a smaller kernel "
+                "or dilation, or more padding."
+            )
+    y = lax.conv_general_dilated(
+        x,
+        kernel,
+        window_strides=stride_hw,
+        padding=pads,
+        rhs_dilation=dilation_hw,
+        dimension_numbers=_DIMENSION_NUMBERS,
+        feature_group_count=groups,
+    )
+    return y if bias is None else y + bias
+
+
+def conv_output_size(n: int, kernel_size: int, *, stride: int = 1, padding=0, dilation: int = 1):
+    """Output length of a convolution (or pooling) along one axis.
+
+    ``floor((n + lo + hi - dilation * (kernel_size - 1) - 1) / stride) + 1``,
+    the formula every CNN framework implements. `padding` takes the per-axis
+    forms of `conv2d`: ``"SAME"``, ``"VALID"``, ``"SAME_SYMMETRIC"``, an int
+    ``p`` (both sides) or ``(lo, hi)``.
+    """
+    fn = "conv_output_size"
+    n = check_int(n, "n", fn)
+    k = check_int(kernel_size, "kernel_size", fn)
+    s = check_int(stride, "stride", fn)
+    d = check_int(dilation, "dilation", fn)
+    lo, hi = padding_1d(padding, n, k, s, d, fn=fn)
+    span = n + lo + hi - d * (k - 1)
+    if span < 1:
+        raise ValueError(
+            f"conv_output_size: the dilated kernel ({d * (k - 1) + 1}) is larger than the "
+            f"padded input ({n} + {lo} + {hi} = {n + lo + hi})."
+        )
+    return (span - 1) // s + 1
+
+
+def conv_param_count(
+    kernel_size, in_channels: int, out_channels: int, *, groups: int = 1, bias: bool = True
+) -> int:
+    """Number of parameters of a conv layer: ``kh*kw*(C_in/groups)*C_out (+ C_out)``."""
+    fn = "conv_param_count"
+    kh, kw = pair(kernel_size, "kernel_size", fn)
+    c_in = check_int(in_channels, "in_channels", fn)
+    c_out = check_int(out_channels, "out_channels", fn)
+    g = check_int(groups, "groups", fn)
+    if c_in % g or c_out % g:
+        raise ValueError(
+            f"conv_param_count: groups={g} must divide in_channels={c_in} and out_channels={c_out}."
+        )
+    return kh * kw * (c_in // g) * c_out + (c_out if bias else 0)
+
+
+class ReceptiveField(NamedTuple):
+    """Receptive field after one layer: its `size` in input pixels and its
+    `jump` (the distance in input pixels between adjacent output positions)."""
+
+    size: int
+    jump: int
+
+
+def receptive_field(layers: Sequence) -> list[ReceptiveField]:
+    """Receptive field of each layer of a chain, along one spatial axis.
+
+    Each layer is ``(kernel, stride)`` or ``(kernel, stride, dilation)`` (a
+    pooling layer is a layer like any other). With ``r_0 = 1, j_0 = 1``:
+    ``r_l = r_{l-1} + d_l (k_l - 1) j_{l-1}`` and ``j_l = j_{l-1} s_l``.
+    Three 3x3 convs give 7; conv3 -> pool2/2 -> conv3 gives 8.
+
+    Returns one `ReceptiveField(size, jump)` per layer.
+    """
+    fn = "receptive_field"
+    size, jump = 1, 1
+    out = []
+    for i, layer in enumerate(layers):
+        if (
+            isinstance(layer, str)
+            or not isinstance(layer, Sequence)
+            or len(layer) not in (2, 3)
+            or not all(_is_int(v) for v in layer)
+        ):
+            raise TypeError(
+                f"{fn}: `layers[{i}]` must be (kernel, stride) or (kernel, stride, dilation) "
+                f"ints, got {layer!r}."
+            )
+        k = check_int(layer[0], f"layers[{i}] kernel", fn)
+        s = check_int(layer[1], f"layers[{i}] stride", fn)
+        d = check_int(layer[2], f"layers[{i}] dilation", fn) if len(layer) == 3 else 1
+        size += d * (k - 1) * jump
+        jump *= s
+        out.append(ReceptiveField(size, jump))
+    return out
