@@ -37,3 +37,19 @@ from jcnn.functional._activations import tanh as tanh
 # --- dense ---
 from jcnn.functional._linear import dense as dense
 from jcnn.functional._linear import flatten as flatten
+
+# --- normalisation ---
+from jcnn.functional._normalization import batch_norm as batch_norm
+from jcnn.functional._normalization import (
+    batch_norm_momentum_from_torch as batch_norm_momentum_from_torch,
+)
+from jcnn.functional._normalization import group_norm as group_norm
+from jcnn.functional._normalization import instance_norm as instance_norm
+from jcnn.functional._normalization import layer_norm as layer_norm
+
+# --- regularisation ---
+from jcnn.functional._regularization import disout as disout
+from jcnn.functional._regularization import dropblock as dropblock
+from jcnn.functional._regularization import dropconnect as dropconnect
+from jcnn.functional._regularization import dropout as dropout
+from jcnn.functional._regularization import linear_rate_schedule as linear_rate_schedule
