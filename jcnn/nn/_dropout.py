@@ -1,0 +1,95 @@
+"""Random regularisers on activations: `Dropout`, `DropBlock`, `Disout`.
+
+Each draws its key from the ``"dropout"`` RNG collection
+(``rngs={"dropout": key}`` in `apply`) and is the identity when
+``train=False`` or ``rate == 0``, drawing nothing. The rate is checked in both
+modes, so a bad rate fails in evaluation too.
+"""
+
+from __future__ import annotations
+
+from flax import linen as nn
+
+import jcnn.functional as F
+from jcnn.functional._checks import check_int, check_rate
+
+
+def active(module, train: bool, fn: str) -> bool:
+    """Checks `rate` and `train`; whether the random layer draws this call."""
+    rate = check_rate(module.rate, fn)
+    if not isinstance(train, bool):
+        raise TypeError(
+            f"{fn}: `train` must be a Python bool (True while training), got {train!r} "
+            f"({type(train).__name__})."
+        )
+    return train and rate > 0.0
+
+
+class Dropout(nn.Module):
+    """Inverted dropout of each element with probability `rate`; see `jcnn.functional.dropout`.
+
+    References:
+      Srivastava et al., *Dropout*, JMLR 2014.
+    """
+
+    rate: float = 0.5
+
+    @nn.compact
+    def __call__(self, x, *, train: bool):
+        if not active(self, train, "Dropout"):
+            return x
+        return F.dropout(self.make_rng("dropout"), x, self.rate)
+
+
+class DropBlock(nn.Module):
+    """Drops ``block_size`` squares of NHWC maps; see `jcnn.functional.dropblock`.
+
+    Default `block_size` 7, the paper's best on ImageNet ResNet-50 (it is
+    clamped to the map size).
+
+    References:
+      Ghiasi, Lin & Le, *DropBlock*, NeurIPS 2018.
+    """
+
+    rate: float = 0.1
+    block_size: int = 7
+    per_channel: bool = False
+
+    @nn.compact
+    def __call__(self, x, *, train: bool):
+        block_size = check_int(self.block_size, "block_size", "DropBlock")
+        if not active(self, train, "DropBlock"):
+            return x
+        return F.dropblock(
+            self.make_rng("dropout"),
+            x,
+            self.rate,
+            block_size=block_size,
+            per_channel=self.per_channel,
+        )
+
+
+class Disout(nn.Module):
+    """Replaces random blocks of NHWC maps with noise; see `jcnn.functional.disout`.
+
+    Defaults: `block_size` 6 and `alpha` 1.0, the defaults of the authors'
+    code (huawei-noah/Disout); `alpha` is the noise scale in units of the
+    sample's standard deviation.
+
+    References:
+      Tang et al., *Beyond Dropout: Feature Map Distortion to Regularize Deep
+      Neural Networks*, AAAI 2020.
+    """
+
+    rate: float = 0.1
+    block_size: int = 6
+    alpha: float = 1.0
+
+    @nn.compact
+    def __call__(self, x, *, train: bool):
+        block_size = check_int(self.block_size, "block_size", "Disout")
+        if not active(self, train, "Disout"):
+            return x
+        return F.disout(
+            self.make_rng("dropout"), x, self.rate, block_size=block_size, alpha=self.alpha
+        )
