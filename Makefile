@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: all install data train test lint format clean
+.PHONY: all install data train test lint format clean clean-runs
 
 all: test
 
@@ -41,8 +41,12 @@ data:
 	  echo "Fashion-MNIST missing: run 'sudo apt-get install dataset-fashion-mnist' (falling back to digits)."; \
 	fi
 
+# The main job: the default config on Fashion-MNIST (digits if it cannot be had).
+# `make train` resumes from runs/default/checkpoints; `make clean-runs` starts over.
+WORKDIR ?= runs/default
 train: $(STAMP) data
-	$(BIN)/python -m jcnn.demo
+	$(BIN)/jcnn train --config=default --workdir=$(WORKDIR)
+	$(BIN)/jcnn eval --workdir=$(WORKDIR)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -54,6 +58,9 @@ test: lint data
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+clean-runs:
+	rm -rf runs
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

@@ -1,0 +1,109 @@
+"""Every key a training run reads, with its default, and the checks on them."""
+
+from __future__ import annotations
+
+import difflib
+import numbers
+from collections.abc import Mapping
+
+import ml_collections
+
+from jcnn.data import OPS, available
+
+
+def base() -> ml_collections.ConfigDict:
+    """The defaults. A config overrides fields of this; a key it does not know is an error."""
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.num_epochs = 10
+    c.model = ml_collections.ConfigDict({"name": "cnn_small"})
+    c.data = ml_collections.ConfigDict(
+        {
+            "name": "fashion_mnist",
+            "fallback": "digits",  # used, with a one-line notice, when the data is missing
+            "batch_size": 128,
+            "augment": ("crop", "flip"),
+            "crop_padding": 2,
+            "cutout_size": None,
+            "train_subset": None,  # first N training images (smoke runs, tests)
+            "test_subset": None,
+        }
+    )
+    c.optim = ml_collections.ConfigDict(
+        {
+            "name": "sgd",
+            "lr": 0.05,
+            "momentum": 0.9,
+            "nesterov": True,
+            "weight_decay": 5e-4,
+            "schedule": "warmup_cosine",
+            "warmup_epochs": 1.0,
+            "final_lr": 5e-5,
+        }
+    )
+    c.label_smoothing = 0.0
+    c.flip_tta = False
+    c.eval_every_epochs = 1
+    c.eval_batch_size = 1000
+    c.log_every_steps = 50
+    c.checkpoint = ml_collections.ConfigDict({"keep": 3})
+    c.stop_at_step = None
+    c.progress = True
+    return c
+
+
+def _positive_int(c, key: str, where: str = "") -> None:
+    value = c[key]
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"config: `{where}{key}` must be an int >= 1, got {value!r}.")
+
+
+def validate(config) -> ml_collections.ConfigDict:
+    """Checks `config` and fills in the defaults of `base` for missing keys."""
+    if not isinstance(config, Mapping | ml_collections.ConfigDict):
+        raise TypeError(f"config: expected a ConfigDict or dict, got {type(config).__name__}.")
+    merged = base()
+    merged.unlock()
+    _merge(merged, config, "")
+    _positive_int(merged, "num_epochs")
+    _positive_int(merged, "eval_every_epochs")
+    _positive_int(merged, "log_every_steps")
+    _positive_int(merged, "eval_batch_size")
+    _positive_int(merged.data, "batch_size", "data.")
+    _positive_int(merged.checkpoint, "keep", "checkpoint.")
+    if merged.data.name not in available():
+        raise ValueError(
+            f"config: `data.name` must be one of {available()}, got {merged.data.name!r}."
+        )
+    bad = [op for op in merged.data.augment if op not in OPS]
+    if bad:
+        raise ValueError(f"config: `data.augment` has unknown ops {bad}; expected some of {OPS}.")
+    if not 0.0 <= merged.label_smoothing < 1.0:
+        raise ValueError(
+            f"config: `label_smoothing` must be in [0, 1), got {merged.label_smoothing!r}."
+        )
+    merged.lock()
+    return merged
+
+
+# Sections whose keys are free-form (checked by their own consumer).
+_OPEN_SECTIONS = ("model", "optim")
+
+
+def _merge(dst: ml_collections.ConfigDict, src, prefix: str) -> None:
+    for key, value in src.items():
+        where = f"{prefix}{key}"
+        if key not in dst:
+            close = difflib.get_close_matches(key, list(dst.keys()), n=2)
+            hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+            raise ValueError(f"config: unknown key `{where}`.{hint}")
+        is_section = isinstance(value, Mapping | ml_collections.ConfigDict)
+        if is_section and key in _OPEN_SECTIONS and not prefix:
+            # A config's model and optim sections are complete: they replace the defaults.
+            dst[key] = ml_collections.ConfigDict(dict(value))
+        elif is_section and key in dst and isinstance(dst[key], ml_collections.ConfigDict):
+            _merge(dst[key], value, f"{where}.")
+        else:
+            if isinstance(value, list):
+                value = tuple(value)
+            dst[key] = value

@@ -1,0 +1,45 @@
+"""The `make train` job: a small BatchNorm CNN on Fashion-MNIST.
+
+``jcnn train --config=default --workdir=runs/default``; measured results are
+in the README (accuracy, wall time, machine).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from jcnn.configs._base import base
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+    c = base()
+    c.model = ml_collections.ConfigDict({"name": "cnn_small"})
+    c.data.batch_size = 128
+    c.data.augment = ("crop", "flip")
+    c.data.crop_padding = 2
+    c.optim = ml_collections.ConfigDict(
+        {
+            "name": "sgd",
+            "lr": 0.05,
+            "momentum": 0.9,
+            "nesterov": True,
+            "weight_decay": 5e-4,
+            "schedule": "warmup_cosine",
+            "warmup_epochs": 1.0,
+            "final_lr": 5e-5,
+        }
+    )
+    c.num_epochs = 8
+    c.label_smoothing = 0.1
+    c.flip_tta = True
+    if arg == "smoke":
+        # Seconds on 2 CPU cores: 2 epochs of 512 real images (32 steps).
+        c.num_epochs = 2
+        c.data.train_subset, c.data.test_subset = 512, 500
+        c.data.batch_size = 32
+        c.optim.warmup_epochs = 0.25
+        c.optim.lr = 0.01
+        c.log_every_steps = 8
+    elif arg:
+        raise ValueError(f"default config: unknown variant {arg!r}; expected '' or 'smoke'.")
+    return c

@@ -1,0 +1,43 @@
+"""ResNet-20 (CIFAR-style, He et al. 2016) on Fashion-MNIST.
+
+``jcnn train --config=resnet20 --workdir=runs/resnet20``. Target >= 94% test
+accuracy; not yet measured (see the README's results table for measured runs).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from jcnn.configs._base import base
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+    c = base()
+    c.model = ml_collections.ConfigDict({"name": "resnet20"})
+    c.data.batch_size = 128
+    c.data.augment = ("crop", "flip")
+    c.data.crop_padding = 2
+    c.optim = ml_collections.ConfigDict(
+        {
+            "name": "sgd",
+            "lr": 0.1,
+            "momentum": 0.9,
+            "nesterov": True,
+            "weight_decay": 5e-4,
+            "schedule": "warmup_cosine",
+            "warmup_epochs": 1.0,
+            "final_lr": 1e-4,
+        }
+    )
+    c.num_epochs = 30
+    c.label_smoothing = 0.1
+    c.flip_tta = True
+    if arg == "smoke":
+        c.num_epochs = 1
+        c.data.train_subset, c.data.test_subset = 256, 200
+        c.data.batch_size = 32
+        c.optim.warmup_epochs = 0.25
+        c.log_every_steps = 4
+    elif arg:
+        raise ValueError(f"resnet20 config: unknown variant {arg!r}; expected '' or 'smoke'.")
+    return c

@@ -1,0 +1,324 @@
+"""`fit(config, workdir)`: train a model on a real dataset, evaluate, checkpoint, resume.
+
+The data flow is one way: ``data -> model -> loss -> optax -> state ->
+checkpoint``. A run's workdir holds ``config.json``, ``metrics.jsonl`` (one
+JSON object per line; eval lines carry ``test_accuracy``), ``checkpoints/``
+and ``curves.png``. A workdir that already holds a checkpoint is resumed from
+its latest step; the epoch order depends only on ``(seed, epoch)`` and the
+step keys on ``(seed, step)``, so the resumed run's parameters are
+bit-for-bit those of an uninterrupted run on the same machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import time
+import warnings
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+import jcnn
+from jcnn import configs, models, optim
+from jcnn import data as jdata
+from jcnn.train.checkpoint import Checkpointer
+from jcnn.train.state import TrainState, create_state
+from jcnn.train.step import make_eval_step, make_train_step
+
+
+@dataclasses.dataclass
+class Run:
+    """Everything `fit` builds from a config, shared with `load` and `evaluate`."""
+
+    config: object
+    dataset: str
+    model: object
+    tx: object
+    train: jdata.DeviceData
+    test: jdata.DeviceData
+    mean: float
+    std: float
+    steps_per_epoch: int
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.config.num_epochs
+
+
+def build(config, *, quiet: bool = False) -> Run:
+    """Loads the data, creates the model and the optimiser of `config`."""
+    config = configs.validate(config)
+    name = config.data.name
+    if config.data.get("fallback"):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", jdata.DatasetFallbackWarning)
+            name = jdata.resolve_dataset(config.data.name, fallback=config.data.fallback)
+        for w in caught:
+            if not quiet:
+                print(str(w.message))
+    train_x, train_y = jdata.load(name, "train")
+    test_x, test_y = jdata.load(name, "test")
+    if config.data.get("train_subset"):
+        train_x, train_y = train_x[: config.data.train_subset], train_y[: config.data.train_subset]
+    if config.data.get("test_subset"):
+        test_x, test_y = test_x[: config.data.test_subset], test_y[: config.data.test_subset]
+    mean, std = jdata.pixel_stats(name)
+    overrides = {k: v for k, v in config.model.items() if k != "name"}
+    model = models.create(config.model.name, num_classes=len(jdata.class_names(name)), **overrides)
+    steps = jdata.steps_per_epoch(len(train_y), config.data.batch_size)
+    tx = optim.make_optimizer(config.optim, steps_per_epoch=steps, num_epochs=config.num_epochs)
+    return Run(
+        config=config,
+        dataset=name,
+        model=model,
+        tx=tx,
+        train=jdata.to_device(train_x, train_y),
+        test=jdata.to_device(test_x, test_y),
+        mean=mean,
+        std=std,
+        steps_per_epoch=steps,
+    )
+
+
+def initial_state(run: Run) -> TrainState:
+    return create_state(
+        run.model, run.tx, jax.random.key(run.config.seed), run.train.images.shape[1:]
+    )
+
+
+def params_sha256(params) -> str:
+    """SHA-256 over the parameter leaves' bytes, in tree order (dtype and shape included)."""
+    digest = hashlib.sha256()
+    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+        arr = np.asarray(leaf)
+        digest.update(f"{jax.tree_util.keystr(path)}:{arr.dtype}:{arr.shape}".encode())
+        digest.update(arr.tobytes())
+    return digest.hexdigest()
+
+
+def _evaluator(run: Run):
+    num_classes = len(jdata.class_names(run.dataset))
+    eval_step = jax.jit(
+        make_eval_step(
+            run.model,
+            num_classes=num_classes,
+            mean=run.mean,
+            std=run.std,
+            flip_tta=run.config.get("flip_tta", False),
+        )
+    )
+    batch = run.config.get("eval_batch_size", 1000)
+    idx, mask = jdata.eval_indices(len(run.test.labels), batch)
+
+    def evaluate(state: TrainState) -> dict:
+        totals = {"correct": 0.0, "loss": 0.0, "count": 0.0}
+        for b in range(idx.shape[0]):
+            images, labels = jdata.take(run.test, idx[b])
+            sums = eval_step(state, images, labels, mask[b])
+            for k in totals:
+                totals[k] += float(sums[k])
+        return {
+            "test_accuracy": totals["correct"] / totals["count"],
+            "test_loss": totals["loss"] / totals["count"],
+        }
+
+    return evaluate
+
+
+class _Log:
+    """Appends JSON lines to ``metrics.jsonl`` (process 0 only)."""
+
+    def __init__(self, workdir: Path):
+        self.path = workdir / "metrics.jsonl"
+        self.enabled = jax.process_index() == 0
+
+    def write(self, record: dict) -> None:
+        if self.enabled:
+            with self.path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+class _Meter:
+    """Averages step metrics on the device and writes them every `flush`."""
+
+    def __init__(self, run: Run, schedule, log: _Log, bar):
+        self.run, self.schedule, self.log, self.bar = run, schedule, log, bar
+        self.sums, self.count, self.images = None, 0, 0
+        self.tick = time.perf_counter()
+
+    def add(self, step: int, epoch: int, metrics: dict, *, flush: bool) -> None:
+        self.sums = metrics if self.sums is None else jax.tree.map(jnp.add, self.sums, metrics)
+        self.count += 1
+        self.images += self.run.config.data.batch_size
+        self.bar.update(1)
+        if not flush:
+            return
+        means = {k: float(v) / self.count for k, v in self.sums.items()}
+        if not all(math.isfinite(v) for v in means.values()):
+            raise FloatingPointError(
+                f"fit: non-finite training metrics at step {step}: {means}; "
+                "lower the learning rate or enable gradient clipping (optim.clip)."
+            )
+        now = time.perf_counter()
+        record = {
+            "step": step,
+            "epoch": step / self.run.steps_per_epoch,
+            "train_loss": means["loss"],
+            "train_accuracy": means["accuracy"],
+            "grad_norm": means["grad_norm"],
+            "lr": float(self.schedule(step - 1)),
+            "images_per_sec": self.images / (now - self.tick),
+        }
+        self.log.write(record)
+        self.bar.set_postfix(
+            epoch=epoch + 1,
+            loss=f"{record['train_loss']:.3f}",
+            acc=f"{record['train_accuracy']:.3f}",
+            img_s=f"{record['images_per_sec']:.0f}",
+        )
+        self.sums, self.count, self.images, self.tick = None, 0, 0, now
+
+
+def fit(config, workdir) -> TrainState:
+    """Trains `config` in `workdir`, resuming from its latest checkpoint if any.
+
+    Prints the schedule check and a progress bar; writes ``config.json``,
+    ``metrics.jsonl``, ``checkpoints/`` and ``curves.png``. Returns the final
+    `TrainState`. ``config.stop_at_step`` (optional) saves and returns early,
+    as a preempted run would.
+    """
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    run = build(config)
+    config = run.config
+    report = optim.check_schedule_config(
+        config.optim, steps_per_epoch=run.steps_per_epoch, num_epochs=config.num_epochs
+    )
+    print(report.describe())
+    print(
+        f"training {config.model.name} on {run.dataset}: {len(run.train.labels):,} train / "
+        f"{len(run.test.labels):,} test images, batch {config.data.batch_size}, "
+        f"{config.num_epochs} epochs ({run.total_steps:,} steps), jax {jax.__version__} "
+        f"on {jax.device_count()} {jax.devices()[0].platform} device(s)"
+    )
+    if jax.process_index() == 0:
+        (workdir / "config.json").write_text(config.to_json(indent=2) + "\n")
+
+    state = initial_state(run)
+    ckpt = Checkpointer(workdir / "checkpoints", keep=config.checkpoint.keep)
+    start = ckpt.latest_step()
+    if start is not None:
+        state, _ = ckpt.restore(state)
+        print(f"resumed from step {int(state.step):,} ({workdir / 'checkpoints'})")
+    log = _Log(workdir)
+    num_classes = len(jdata.class_names(run.dataset))
+    train_step = jax.jit(
+        make_train_step(
+            run.model,
+            run.tx,
+            num_classes=num_classes,
+            mean=run.mean,
+            std=run.std,
+            augment_ops=tuple(config.data.augment),
+            crop_padding=config.data.crop_padding,
+            cutout_size=config.data.get("cutout_size"),
+            label_smoothing=config.label_smoothing,
+        ),
+        donate_argnums=0,
+    )
+    evaluate = _evaluator(run)
+    schedule = optim.make_schedule(
+        config.optim, steps_per_epoch=run.steps_per_epoch, num_epochs=config.num_epochs
+    )
+    stop_at = config.get("stop_at_step")
+    step = int(state.step)
+    epoch, first_batch = divmod(step, run.steps_per_epoch)
+    bar = tqdm(
+        total=run.total_steps,
+        initial=step,
+        disable=jax.process_index() != 0 or not config.get("progress", True),
+        unit="step",
+        dynamic_ncols=True,
+    )
+    metadata = {"jcnn_version": jcnn.__version__, "dataset": run.dataset}
+    meter = _Meter(run, schedule, log, bar)
+    while epoch < config.num_epochs and (stop_at is None or step < stop_at):
+        order = jdata.batch_indices(
+            config.seed, epoch, len(run.train.labels), config.data.batch_size
+        )
+        last = (
+            run.steps_per_epoch
+            if stop_at is None
+            else min(run.steps_per_epoch, first_batch + stop_at - step)
+        )
+        for b in range(first_batch, last):
+            images, labels = jdata.take(run.train, order[b])
+            state, metrics = train_step(state, images, labels)
+            step += 1
+            meter.add(
+                step,
+                epoch,
+                metrics,
+                flush=step % config.log_every_steps == 0 or b == run.steps_per_epoch - 1,
+            )
+        if last < run.steps_per_epoch:  # stopped mid-epoch (stop_at_step)
+            break
+        epoch, first_batch = epoch + 1, 0
+        if epoch % config.eval_every_epochs == 0 or epoch == config.num_epochs:
+            result = {"step": step, "epoch": epoch, **evaluate(state)}
+            log.write(result)
+            bar.write(
+                f"epoch {epoch}: test accuracy {result['test_accuracy']:.4f}, "
+                f"test loss {result['test_loss']:.4f}"
+            )
+            ckpt.save(step, state, metadata=metadata, metrics=result)
+    bar.close()
+    if ckpt.latest_step() != step:
+        ckpt.save(step, state, metadata=metadata)
+    ckpt.close()
+    if jax.process_index() == 0 and epoch >= config.num_epochs:
+        try:
+            from jcnn.train.plot import plot_curves
+
+            plot_curves(workdir / "metrics.jsonl", workdir / "curves.png")
+        except ImportError:  # matplotlib is a dependency; only a broken install lands here
+            pass
+    return state
+
+
+def _restore(run: Run, workdir: Path) -> TrainState:
+    abstract = jax.eval_shape(lambda: initial_state(run))
+    with Checkpointer(workdir / "checkpoints") as ckpt:
+        state, _ = ckpt.restore(abstract)
+    return state
+
+
+def _run_of(workdir: Path, fn: str) -> Run:
+    config_path = workdir / "config.json"
+    if not config_path.exists():
+        raise FileNotFoundError(f"{fn}: no run in {workdir}: {config_path} does not exist.")
+    return build(configs.from_json(config_path.read_text()), quiet=True)
+
+
+def load(workdir) -> TrainState:
+    """The latest checkpointed `TrainState` of the run in `workdir`."""
+    workdir = Path(workdir)
+    return _restore(_run_of(workdir, "load"), workdir)
+
+
+def evaluate(workdir) -> dict:
+    """Evaluates the latest checkpoint in `workdir` on the test split.
+
+    Returns ``step``, ``test_accuracy``, ``test_loss`` and ``params_sha256``.
+    """
+    workdir = Path(workdir)
+    run = _run_of(workdir, "evaluate")
+    state = _restore(run, workdir)
+    result = _evaluator(run)(state)
+    return {"step": int(state.step), **result, "params_sha256": params_sha256(state.params)}
