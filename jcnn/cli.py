@@ -1,8 +1,11 @@
-"""The `jcnn` command: ``train``, ``eval`` and ``summary``.
+"""The `jcnn` command: ``train``, ``eval``, ``summary``, ``export``, ``predict`` and ``viz``.
 
     jcnn train --config=default[:smoke] --workdir=runs/default [--config.optim.lr=0.1 ...]
     jcnn eval --workdir=runs/default          # one JSON line: step, test_accuracy, params_sha256
     jcnn summary resnet20 --input-shape=32,32,3 [--num-classes=10]
+    jcnn export --workdir=runs/default --out=model.jax
+    jcnn predict --model=model.jax [--top-k=3] [--json] IMAGE...
+    jcnn viz activations|conv|filters|features|schedule|curves|confusion --out=FIG.png ...
 
 A bad argument exits with status 2 and one line on stderr (``--debug`` shows
 the traceback).
@@ -85,6 +88,93 @@ def _summary(args, extra) -> int:
     return 0
 
 
+def _no_extra(extra) -> None:
+    if extra:
+        raise UsageError(f"unrecognised arguments: {' '.join(extra)}")
+
+
+def _export(args, extra) -> int:
+    _no_extra(extra)
+    from jcnn.interop import export_workdir
+
+    platforms = tuple(p for p in args.platforms.split(",") if p)
+    path = export_workdir(args.workdir, args.out, platforms=platforms)
+    print(json.dumps({"out": str(path), "bytes": path.stat().st_size}))
+    return 0
+
+
+def _predict(args, extra) -> int:
+    _no_extra(extra)
+    from jcnn.interop._loader import format_predictions, load_exported, read_image
+
+    if args.top_k < 1:
+        raise UsageError(f"--top-k must be >= 1, got {args.top_k}")
+    model = load_exported(args.model)
+    images = [read_image(path) for path in args.images]
+    for path, top in zip(args.images, model.predict(images, top_k=args.top_k), strict=True):
+        if args.json:
+            ranked = [{"index": i, "class": name, "probability": p} for i, name, p in top]
+            print(json.dumps({"image": path, "top": ranked}))
+        else:
+            print(format_predictions(path, top))
+    return 0
+
+
+def _viz(args, extra) -> int:
+    _no_extra(extra)
+    from jcnn import viz
+
+    figure = args.figure
+    if figure == "activations":
+        path = viz.plot_activations(args.out)
+    elif figure == "conv":
+        path = viz.plot_conv_arithmetic(args.out, n=args.n, k=args.k, p=args.p, s=args.s, d=args.d)
+    elif figure == "filters":
+        path = viz.plot_filters(args.workdir, args.out)
+    elif figure == "features":
+        path = viz.plot_feature_maps(args.workdir, args.out, index=args.index)
+    elif figure == "schedule":
+        path = viz.plot_schedule(args.config, args.out)
+    elif figure == "curves":
+        path = viz.plot_training_curves(args.workdirs, args.out)
+    else:
+        path = viz.plot_confusion(args.workdir, args.out)
+    print(path)
+    return 0
+
+
+def _viz_parser(sub) -> None:
+    p = sub.add_parser("viz", help="pictures as PNG files (see jcnn viz -h)")
+    figs = p.add_subparsers(dest="figure", required=True)
+
+    def figure(name, help_text):
+        f = figs.add_parser(name, help=help_text)
+        f.add_argument("--out", default=f"{name}.png", help="PNG path (default: NAME.png)")
+        f.set_defaults(run=_viz)
+        return f
+
+    figure("activations", "activation functions and their derivatives")
+    f = figure("conv", "how padding, stride and dilation move a kernel")
+    f.add_argument("--n", type=int, required=True, help="input size")
+    f.add_argument("--k", type=int, required=True, help="kernel size")
+    f.add_argument("--p", type=int, default=0, help="padding on each side")
+    f.add_argument("--s", type=int, default=1, help="stride")
+    f.add_argument("--d", type=int, default=1, help="dilation")
+    for name, help_text in (
+        ("filters", "the first conv layer's learned filters"),
+        ("features", "feature maps of one test image"),
+        ("confusion", "confusion matrix on the test split"),
+    ):
+        f = figure(name, help_text)
+        f.add_argument("--workdir", required=True)
+        if name == "features":
+            f.add_argument("--index", type=int, default=0, help="test image index")
+    f = figure("schedule", "the learning-rate schedule of a config")
+    f.add_argument("--config", required=True, help="name or path.py, with optional :variant")
+    f = figure("curves", "training curves of runs, overlaid")
+    f.add_argument("workdirs", nargs="+")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jcnn", description="jcnn: CNNs in JAX.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -101,6 +191,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--input-shape", required=True, help="H,W,C")
     p.add_argument("--num-classes", type=int, default=10)
     p.set_defaults(run=_summary)
+    p = sub.add_parser("export", help="write a run's forward pass as one file (jax.export)")
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--out", required=True, help="output file, e.g. model.jax")
+    p.add_argument("--platforms", default="cpu,cuda,tpu", help="comma-separated lowering platforms")
+    p.set_defaults(run=_export)
+    p = sub.add_parser("predict", help="top classes of images under an exported model")
+    p.add_argument("--model", required=True, help="a file written by jcnn export")
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--json", action="store_true", help="one JSON object per image")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.set_defaults(run=_predict)
+    _viz_parser(sub)
     return parser
 
 

@@ -29,7 +29,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
             "final_lr": 5e-5,
         }
     )
-    c.num_epochs = 8
+    c.num_epochs = 5
     c.label_smoothing = 0.1
     c.flip_tta = True
     if arg == "smoke":
