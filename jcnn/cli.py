@@ -175,8 +175,17 @@ def _viz_parser(sub) -> None:
     f.add_argument("workdirs", nargs="+")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises `UsageError` (one line, exit 2) instead of printing usage."""
+
+    def error(self, message: str):
+        err = UsageError(f"{message} (see {self.prog} --help)")
+        err.prog = self.prog
+        raise err
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jcnn", description="jcnn: CNNs in JAX.")
+    parser = _Parser(prog="jcnn", description="jcnn: CNNs in JAX.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train", help="train a config (resumes from the workdir)")
@@ -211,13 +220,16 @@ def main(argv: list[str] | None = None) -> int:
 
     _xla.configure()  # before the backend starts; a no-op once it has
     argv = sys.argv[1:] if argv is None else argv
-    args, extra = _parser().parse_known_args(argv)
+    command = "jcnn"
     try:
+        args, extra = _parser().parse_known_args(argv)
+        command = f"jcnn {args.command}"
         return args.run(args, extra)
     except (UsageError, ValueError, TypeError, FileNotFoundError) as err:
-        if args.debug:
+        if "--debug" in argv:
             raise
-        print(f"jcnn {args.command}: error: {err}", file=sys.stderr)
+        message = " ".join(str(err).split("\n")[0].split()) or type(err).__name__
+        print(f"{getattr(err, 'prog', command)}: error: {message}", file=sys.stderr)
         return 2
 
 

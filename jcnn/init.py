@@ -52,7 +52,7 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
-from jcnn.functional._checks import _is_int, check_floating
+from jcnn.functional._checks import _is_int, check_floating, check_key
 
 Initializer = Callable[..., jax.Array]
 
@@ -145,6 +145,7 @@ def normal(stddev=0.01) -> Initializer:
 
     def init(key, shape, dtype=jnp.float32):
         shape, dtype = _check_shape(shape, fn), _check_dtype(dtype, fn)
+        check_key(key, fn)
         return _sample(key, shape, dtype, "normal", stddev)
 
     return init
@@ -158,6 +159,7 @@ def truncated_normal(stddev=0.01) -> Initializer:
 
     def init(key, shape, dtype=jnp.float32):
         shape, dtype = _check_shape(shape, fn), _check_dtype(dtype, fn)
+        check_key(key, fn)
         return _sample(key, shape, dtype, "truncated_normal", stddev)
 
     return init
@@ -170,6 +172,7 @@ def uniform(scale=0.01) -> Initializer:
 
     def init(key, shape, dtype=jnp.float32):
         shape, dtype = _check_shape(shape, fn), _check_dtype(dtype, fn)
+        check_key(key, fn)
         return jax.random.uniform(key, shape, dtype, -scale, scale)
 
     return init
@@ -198,6 +201,7 @@ def _variance_scaling(scale, mode, distribution, fn: str) -> Initializer:
 
     def init(key, shape, dtype=jnp.float32):
         shape, dtype = _check_shape(shape, fn, min_ndim=2), _check_dtype(dtype, fn)
+        check_key(key, fn)
         if math.prod(shape) == 0:
             return jnp.zeros(shape, dtype)
         fan_in, fan_out = compute_fans(shape)
@@ -267,6 +271,7 @@ def orthogonal(scale=1.0) -> Initializer:
 
     def init(key, shape, dtype=jnp.float32):
         shape, dtype = _check_shape(shape, fn, min_ndim=2), _check_dtype(dtype, fn)
+        check_key(key, fn)
         if math.prod(shape) == 0:
             return jnp.zeros(shape, dtype)
         n_rows, n_cols = math.prod(shape[:-1]), shape[-1]

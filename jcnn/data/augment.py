@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jcnn.functional._checks import check_ndim, pair
+from jcnn.functional._checks import check_key, check_ndim, pair
 
 OPS = ("crop", "flip", "cutout")
 
@@ -42,6 +42,7 @@ def random_crop(key, image, *, padding):
       padding: int or ``(ph, pw)``, >= 0.
     """
     fn = "random_crop"
+    check_key(key, fn)
     check_ndim(image, 3, "image", fn, "HWC")
     return _random_crop(key, image, pair(padding, "padding", fn, minimum=0))
 
@@ -58,6 +59,7 @@ def _random_crop(key, image, padding: tuple[int, int]):
 
 def random_flip(key, image):
     """Flips `image` ``(H, W, C)`` left-right (``image[:, ::-1]``) with probability 1/2."""
+    check_key(key, "random_flip")
     check_ndim(image, 3, "image", "random_flip", "HWC")
     return _random_flip(key, image)
 
@@ -82,6 +84,7 @@ def cutout(key, image, *, size):
       size: int or ``(sh, sw)``, >= 1.
     """
     fn = "cutout"
+    check_key(key, fn)
     check_ndim(image, 3, "image", fn, "HWC")
     return _cutout(key, image, pair(size, "size", fn))
 
@@ -137,6 +140,7 @@ def augment_batch(
     with it). An empty `ops` returns `images`.
     """
     fn = "augment_batch"
+    check_key(key, fn)
     check_ndim(images, 4, "images", fn, "NHWC")
     if isinstance(ops, str) or not isinstance(ops, Sequence):
         raise TypeError(f"{fn}: `ops` must be a tuple of names from {OPS}, got {ops!r}.")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numbers
 from collections.abc import Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -50,7 +51,12 @@ def check_ndim(x, ndim: int, name: str, fn: str, layout: str = "") -> None:
 
 def check_floating(x, name: str, fn: str) -> None:
     """Checks that array `x` has a floating-point dtype."""
-    dtype = jnp.result_type(x)
+    try:
+        dtype = jnp.result_type(x)
+    except TypeError:  # neither an array nor a dtype, e.g. "float8"
+        raise TypeError(
+            f"{fn}: `{name}` must be a floating-point array or dtype, got {x!r:.80}."
+        ) from None
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"{fn}: `{name}` must have a floating-point dtype, got {dtype}.")
 
@@ -65,3 +71,20 @@ def check_rate(rate, fn: str, name: str = "rate") -> float:
     if not 0.0 <= float(rate) < 1.0:
         raise ValueError(f"{fn}: `{name}` must be in [0, 1) (the drop probability), got {rate!r}.")
     return float(rate)
+
+
+def check_key(key, fn: str, name: str = "key") -> None:
+    """Checks that `key` is one PRNG key: typed (``jax.random.key``) or raw uint32 (``PRNGKey``)."""
+    dtype = getattr(key, "dtype", None)
+    shape = tuple(np.shape(key)) if dtype is not None else None
+    if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key):
+        if shape == ():
+            return
+        raise ValueError(
+            f"{fn}: `{name}` must be a single PRNG key, got a key array of shape {shape}; "
+            "index it or vmap over it."
+        )
+    if dtype == np.uint32 and len(shape) == 1:  # legacy raw key; jax checks its length
+        return
+    what = f"an array of shape {shape} and dtype {dtype}" if dtype is not None else repr(key)
+    raise TypeError(f"{fn}: `{name}` must be a PRNG key such as jax.random.key(0), got {what}.")

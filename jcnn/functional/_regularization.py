@@ -31,7 +31,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jcnn.functional._checks import check_floating, check_int, check_ndim, check_rate
+from jcnn.functional._checks import (
+    check_floating,
+    check_int,
+    check_key,
+    check_ndim,
+    check_rate,
+)
 
 # ---------------------------------------------------------------- helpers ---
 
@@ -128,6 +134,7 @@ def dropout(key, x, rate):
     rate = _drop_rate(rate, fn)
     if _is_static_zero(rate):
         return x
+    check_key(key, fn)
     return _inverted_dropout(key, x, rate)
 
 
@@ -170,6 +177,7 @@ def dropconnect(key, kernel, rate):
     rate = _drop_rate(rate, fn)
     if _is_static_zero(rate):
         return kernel
+    check_key(key, fn)
     return _inverted_dropout(key, kernel, rate)
 
 
@@ -223,6 +231,7 @@ def dropblock(key, x, rate, *, block_size, per_channel=False):
     bh, bw = _block_size(block_size, x, fn)
     if _is_static_zero(rate):
         return x
+    check_key(key, fn)
     n, h, w, c = x.shape
     keep = _keep_mask(key, (n, h, w, c if per_channel else 1), rate, bh, bw)
     return x * (keep * _rescale(keep)).astype(x.dtype)
@@ -298,6 +307,7 @@ def disout(key, x, rate, *, block_size, alpha):
         raise ValueError(f"{fn}: `alpha` must be >= 0 (the distortion intensity), got {alpha!r}.")
     if _is_static_zero(rate):
         return x
+    check_key(key, fn)
     mask_key, noise_key = jax.random.split(key)
     keep = _keep_mask(mask_key, x.shape, rate, bh, bw)
     # Statistics and noise in float32 (or wider), returned in x's dtype.

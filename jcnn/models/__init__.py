@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 
+import jax.numpy as jnp
 from flax import linen as nn
 
 from jcnn.models import lenet, resnet, simple, vgg
@@ -58,4 +59,18 @@ def create(name: str, *, num_classes: int, **overrides) -> nn.Module:
         raise ValueError(
             f"create: unknown model {name!r}.{hint} Available: {', '.join(available())}."
         )
+    if overrides.get("dtype") is not None:
+        _check_dtype(overrides["dtype"])
     return REGISTRY[name](num_classes=num_classes, **overrides)
+
+
+def _check_dtype(dtype) -> None:
+    try:
+        ok = jnp.issubdtype(jnp.dtype(dtype), jnp.floating)
+    except TypeError:  # not a dtype at all, e.g. "float8"
+        ok = False
+    if not ok:
+        raise TypeError(
+            f"create: `dtype` (the compute dtype) must be None or a floating dtype such as "
+            f"jnp.bfloat16 or 'float32', got {dtype!r}."
+        )

@@ -16,10 +16,10 @@ from jcnn.functional._checks import check_int
 from jcnn.nn._types import DType, promote_dtype
 
 
-def _constant(value: float, fn: str):
+def _constant(value: float, fn: str, name: str):
     if not isinstance(value, numbers.Real) or isinstance(value, bool):
         raise TypeError(
-            f"{fn}: the initial value must be a Python float, got {value!r} "
+            f"{fn}: the initial value must be a Python float (`{name}`), got {value!r} "
             f"({type(value).__name__})."
         )
 
@@ -109,9 +109,9 @@ class PReLU(nn.Module):
     def __call__(self, x):
         if jnp.ndim(x) < 1:
             raise ValueError(f"PReLU: `x` must have a channel axis, got shape {jnp.shape(x)}.")
-        init = _constant(self.slope_init, "PReLU")
+        init = _constant(self.slope_init, "PReLU", "slope_init")
         slope = self.param("slope", init, (x.shape[-1],), self.param_dtype)
-        x, slope = promote_dtype(x, slope, dtype=self.dtype)
+        x, slope = promote_dtype(x, slope, dtype=self.dtype, fn="PReLU")
         return F.prelu(x, slope)
 
 
@@ -129,8 +129,10 @@ class Swish(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        beta = self.param("beta", _constant(self.beta_init, "Swish"), (), self.param_dtype)
-        x, beta = promote_dtype(x, beta, dtype=self.dtype)
+        beta = self.param(
+            "beta", _constant(self.beta_init, "Swish", "beta_init"), (), self.param_dtype
+        )
+        x, beta = promote_dtype(x, beta, dtype=self.dtype, fn="Swish")
         return F.swish(x, beta)
 
 

@@ -8,12 +8,13 @@ from flax import linen as nn
 import jcnn.functional as F
 from jcnn import init
 from jcnn.functional._checks import check_int, check_ndim, pair
-from jcnn.nn._types import DType, Initializer, Padding, promote_dtype
+from jcnn.nn._types import DType, Initializer, Padding, check_initializers, promote_dtype
 
 
 def conv_kernel_shape(module, x, fn: str) -> tuple[int, int, int, int]:
     """The HWIO kernel shape of a conv module for input `x`, with its checks."""
     check_ndim(x, 4, "x", fn, "NHWC")
+    check_initializers(module, fn, "kernel_init", "bias_init")
     kh, kw = pair(module.kernel_size, "kernel_size", fn)
     features = check_int(module.features, "features", fn)
     groups = check_int(module.groups, "groups", fn)
@@ -65,7 +66,7 @@ class Conv2d(nn.Module):
         bias = None
         if self.use_bias:
             bias = self.param("bias", self.bias_init, (shape[-1],), self.param_dtype)
-        x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
+        x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype, fn="Conv2d")
         return F.conv2d(
             x,
             kernel,

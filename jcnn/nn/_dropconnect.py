@@ -19,7 +19,7 @@ from flax import linen as nn
 import jcnn.functional as F
 from jcnn import init
 from jcnn.nn._conv import conv_kernel_shape
-from jcnn.nn._dropout import active
+from jcnn.nn._dropout import active, dropout_key
 from jcnn.nn._linear import dense_kernel_shape
 from jcnn.nn._types import DType, Initializer, Padding, promote_dtype
 
@@ -42,9 +42,9 @@ class DropConnectDense(nn.Module):
         bias = None
         if self.use_bias:
             bias = self.param("bias", self.bias_init, (shape[-1],), self.param_dtype)
-        x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
+        x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype, fn="DropConnectDense")
         if active(self, train, "DropConnectDense"):
-            kernel = F.dropconnect(self.make_rng("dropout"), kernel, self.rate)
+            kernel = F.dropconnect(dropout_key(self, "DropConnectDense"), kernel, self.rate)
         return F.dense(x, kernel, bias)
 
 
@@ -71,9 +71,9 @@ class DropConnectConv2d(nn.Module):
         bias = None
         if self.use_bias:
             bias = self.param("bias", self.bias_init, (shape[-1],), self.param_dtype)
-        x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
+        x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype, fn="DropConnectConv2d")
         if active(self, train, "DropConnectConv2d"):
-            kernel = F.dropconnect(self.make_rng("dropout"), kernel, self.rate)
+            kernel = F.dropconnect(dropout_key(self, "DropConnectConv2d"), kernel, self.rate)
         return F.conv2d(
             x,
             kernel,

@@ -8,6 +8,7 @@ modes, so a bad rate fails in evaluation too.
 
 from __future__ import annotations
 
+import flax.errors
 from flax import linen as nn
 
 import jcnn.functional as F
@@ -25,6 +26,32 @@ def active(module, train: bool, fn: str) -> bool:
     return train and rate > 0.0
 
 
+class MissingDropoutKeyError(flax.errors.InvalidRngError, ValueError):
+    """A random layer ran with ``train=True`` but `apply` got no ``"dropout"`` key.
+
+    A ValueError like every jcnn argument error, and still the InvalidRngError
+    that Flax raises for a missing stream, for code that catches that.
+    """
+
+
+def dropout_key(module, fn: str):
+    """A key from the ``"dropout"`` collection, or a clear error when `apply` gave none."""
+    # Flax falls back to the "params" stream (so `init` needs no "dropout" key).
+    if not (module.has_rng("dropout") or module.has_rng("params")):
+        raise MissingDropoutKeyError(
+            f'{fn} needs PRNG for "dropout": train=True with rate={module.rate} draws a '
+            "random mask; pass rngs={'dropout': key} to apply (or call with train=False). "
+            f"({_FLAX_RNG_ERRORS})"
+        )
+    return module.make_rng("dropout")
+
+
+_FLAX_RNG_ERRORS = (
+    "https://flax.readthedocs.io/en/latest/api_reference/flax.errors.html"
+    "#flax.errors.InvalidRngError"
+)
+
+
 class Dropout(nn.Module):
     """Inverted dropout of each element with probability `rate`; see `jcnn.functional.dropout`.
 
@@ -38,7 +65,7 @@ class Dropout(nn.Module):
     def __call__(self, x, *, train: bool):
         if not active(self, train, "Dropout"):
             return x
-        return F.dropout(self.make_rng("dropout"), x, self.rate)
+        return F.dropout(dropout_key(self, "Dropout"), x, self.rate)
 
 
 class DropBlock(nn.Module):
@@ -61,7 +88,7 @@ class DropBlock(nn.Module):
         if not active(self, train, "DropBlock"):
             return x
         return F.dropblock(
-            self.make_rng("dropout"),
+            dropout_key(self, "DropBlock"),
             x,
             self.rate,
             block_size=block_size,
@@ -91,5 +118,5 @@ class Disout(nn.Module):
         if not active(self, train, "Disout"):
             return x
         return F.disout(
-            self.make_rng("dropout"), x, self.rate, block_size=block_size, alpha=self.alpha
+            dropout_key(self, "Disout"), x, self.rate, block_size=block_size, alpha=self.alpha
         )

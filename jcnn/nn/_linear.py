@@ -8,13 +8,14 @@ from flax import linen as nn
 import jcnn.functional as F
 from jcnn import init
 from jcnn.functional._checks import check_int
-from jcnn.nn._types import DType, Initializer, promote_dtype
+from jcnn.nn._types import DType, Initializer, check_initializers, promote_dtype
 
 
 def dense_kernel_shape(module, x, fn: str) -> tuple[int, int]:
     """The ``(in, out)`` kernel shape of a dense module for input `x`."""
     if jnp.ndim(x) < 1:
         raise ValueError(f"{fn}: `x` must have a feature axis (ndim >= 1), got shape {x.shape}.")
+    check_initializers(module, fn, "kernel_init", "bias_init")
     return x.shape[-1], check_int(module.features, "features", fn)
 
 
@@ -44,7 +45,7 @@ class Dense(nn.Module):
         bias = None
         if self.use_bias:
             bias = self.param("bias", self.bias_init, (shape[-1],), self.param_dtype)
-        x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
+        x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype, fn="Dense")
         return F.dense(x, kernel, bias)
 
 

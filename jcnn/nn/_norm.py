@@ -15,7 +15,7 @@ from flax import linen as nn
 import jcnn.functional as F
 from jcnn import init
 from jcnn.functional._checks import check_int
-from jcnn.nn._types import DType, Initializer, promote_dtype
+from jcnn.nn._types import DType, Initializer, check_initializers, promote_dtype
 
 
 def _affine(module, x, fn: str):
@@ -23,10 +23,11 @@ def _affine(module, x, fn: str):
         raise ValueError(
             f"{fn}: `x` must have a batch and a channel axis (ndim >= 2), got shape {jnp.shape(x)}."
         )
+    check_initializers(module, fn, "scale_init", "bias_init")
     channels = (x.shape[-1],)
     scale = module.param("scale", module.scale_init, channels, module.param_dtype)
     bias = module.param("bias", module.bias_init, channels, module.param_dtype)
-    return promote_dtype(x, scale, bias, dtype=module.dtype)
+    return promote_dtype(x, scale, bias, dtype=module.dtype, fn=fn)
 
 
 class BatchNorm(nn.Module):

@@ -15,13 +15,40 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-from flax.linen.dtypes import promote_dtype
+import jax.numpy as jnp
+from flax.linen import dtypes
 
 DType = Any
 Initializer = Callable[..., jax.Array]
 Padding = str | int | tuple
 
-__all__ = ["DType", "Initializer", "Padding", "promote_dtype", "takes_train"]
+__all__ = ["DType", "Initializer", "Padding", "check_initializers", "promote_dtype", "takes_train"]
+
+
+def promote_dtype(*args, dtype=None, fn: str = "jcnn.nn"):
+    """`flax.linen.dtypes.promote_dtype`, after checking that `dtype` is None or floating."""
+    if dtype is not None:
+        try:
+            ok = jnp.issubdtype(jnp.dtype(dtype), jnp.inexact)
+        except TypeError:  # not a dtype at all, e.g. "float8"
+            ok = False
+        if not ok:
+            raise TypeError(
+                f"{fn}: `dtype` (the compute dtype) must be None or a floating dtype such as "
+                f"jnp.bfloat16, got {dtype!r}."
+            )
+    return dtypes.promote_dtype(*args, dtype=dtype)
+
+
+def check_initializers(module, fn: str, *names: str) -> None:
+    """Checks that the module attributes `names` are initialisers (callables)."""
+    for name in names:
+        value = getattr(module, name)
+        if not callable(value):
+            raise TypeError(
+                f"{fn}: `{name}` must be an initialiser (key, shape, dtype) -> array such as "
+                f"jcnn.init.he_normal(), got {value!r}."
+            )
 
 
 def takes_train(layer) -> bool:

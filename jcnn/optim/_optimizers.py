@@ -145,7 +145,9 @@ def _weight_decay(c, name: str, decay_mask, fn: str):
             f"`decay_mask` given; pass one or the other."
         )
     if decay_mask is not None and not callable(decay_mask):
-        raise TypeError(f"{fn}: `decay_mask` must be a function params -> bool pytree.")
+        raise TypeError(
+            f"{fn}: `decay_mask` must be a function params -> bool pytree, got {decay_mask!r}."
+        )
     weight_decay = real(c, "weight_decay", fn, default=0.0, low=0.0)
     if weight_decay == 0.0:
         return None, mode

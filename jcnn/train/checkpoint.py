@@ -1,17 +1,37 @@
 """Orbax checkpoints of a training run: atomic, pruned, restored bit for bit.
 
 A checkpoint is one directory per step under `directory` (``<directory>/<step>/``)
-written by an Orbax ``CheckpointManager``. It holds three items:
+written by an Orbax ``CheckpointManager``. It holds four items:
 
 - ``state/``: the arrays of the training state (params, batch stats, optimiser
   state, step, RNG key data, data position...) in Orbax's array format
   (TensorStore/OCDBT chunks plus JSON metadata), written with ``StandardSave``;
 - ``metadata/``: a JSON file (config, data position, jcnn version), ``JsonSave``;
+- ``checksums/``: a JSON file with the SHA-256 of every leaf of ``state`` (over
+  its dtype, shape and bytes) and of the metadata's JSON text;
 - ``metrics/``: a JSON file of the scalar metrics passed to `save`, used to keep
   the best checkpoint.
 
-Nothing is pickled: every file is JSON, plain text or raw array chunks, so
-loading a checkpoint never runs code.
+Checkpoints contain no pickle: every file is JSON, plain text or raw array
+chunks (TensorStore), read by parsers that build only data, so loading a
+checkpoint, even a damaged or a hostile one, never runs code.
+
+Integrity: the checksums are written in the same atomic save as the arrays and
+verified on every `restore`. A damaged checkpoint (a truncated or bit-flipped
+file: TensorStore fails to read or decompress a chunk, a JSON file no longer
+parses, or a leaf reads back with other bytes than were saved; a flipped byte
+in a stored chunk often decodes silently to other values, which only the
+checksum catches) raises `CorruptCheckpointError` naming the step, and the
+leaf or the file where that is known. ``restore(step=None)`` then warns
+(`CorruptCheckpointWarning`, naming the bad step) and falls back to the newest
+older step that verifies; ``restore(step=k)`` raises. A writer ignores the
+corrupt steps it found when deciding whether a step is new, overwrites them,
+and prunes them. Checkpoints written before checksums existed restore
+unverified. Leaves that this process cannot read whole (arrays sharded over
+several hosts) are not checksummed. The checksums guard against accidents
+(disk, network, a killed copy), not tampering: whoever can rewrite the arrays
+can rewrite their checksums. Hashing reads each leaf to the host once per save
+and once per restore.
 
 Atomicity is Orbax's. On a POSIX file system a step is written into
 ``<step>.orbax-checkpoint-tmp`` and renamed to ``<step>`` on commit (on GCS,
@@ -32,11 +52,14 @@ correct for one process and does not stand in the way of several.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
 import numbers
 import os
+import re
+import warnings
 
 import jax
 import numpy as np
@@ -44,8 +67,21 @@ import orbax.checkpoint as ocp
 
 from jcnn.functional._checks import check_int
 
-_STATE, _METADATA = "state", "metadata"
+_STATE, _METADATA, _CHECKSUMS = "state", "metadata", "checksums"
+_JSON_FILE = "metadata"  # the file name JsonCheckpointHandler writes in its item directory
 _log = logging.getLogger(__name__)
+
+
+class CorruptCheckpointWarning(UserWarning):
+    """`restore` skipped a corrupt checkpoint and fell back to an older one."""
+
+
+class CorruptCheckpointError(ValueError):
+    """A committed checkpoint whose files cannot be read or fail their checksums."""
+
+    def __init__(self, message: str, step: int):
+        super().__init__(message)
+        self.step = step
 
 
 def best_step(steps, scores: dict, best_mode: str = "max") -> int | None:
@@ -109,6 +145,7 @@ class Checkpointer:
         self._async = bool(async_save)
         self._pending = False  # a save whose pruning waits for its commit
         self._scores: dict[int, float | None] = {}
+        self._corrupt: set[int] = set()  # steps `restore` found damaged
         # Read-only until the first save: a Checkpointer that only restores (an
         # evaluation next to a running job) must not delete that job's
         # in-flight temporary directory, so only a writer cleans them up.
@@ -124,6 +161,9 @@ class Checkpointer:
             create=False,
             cleanup_tmp_directories=cleanup,
             enable_async_checkpointing=self._async,
+            # Orbax would read every step's metrics here, and one damaged file
+            # would make the directory unopenable; `_step_score` reads them lazily.
+            lightweight_initialize=True,
         )
         return ocp.CheckpointManager(
             self.directory,
@@ -132,6 +172,7 @@ class Checkpointer:
             item_handlers={
                 _STATE: ocp.StandardCheckpointHandler(),
                 _METADATA: ocp.JsonCheckpointHandler(),
+                _CHECKSUMS: ocp.JsonCheckpointHandler(),
             },
         )
 
@@ -167,7 +208,12 @@ class Checkpointer:
 
     def _step_score(self, step: int) -> float | None:
         if step not in self._scores:
-            self._scores[step] = self._score(self._manager.metrics(step))
+            try:
+                metrics = self._manager.metrics(step)
+            except Exception as e:  # a damaged metrics file: the step just cannot be best
+                _log.warning("Checkpointer: metrics of step %d unreadable (%s).", step, e)
+                metrics = None
+            self._scores[step] = self._score(metrics)
         return self._scores[step]
 
     # --- save ---
@@ -193,16 +239,24 @@ class Checkpointer:
             self._manager = self._open(cleanup=True)
             self._writing = True
         steps = self.all_steps()
-        if not force and steps and step <= steps[-1]:
-            _log.info("%s: step %d not newer than %d; skipped.", fn, step, steps[-1])
+        # A corrupt step is no checkpoint: a run resumed before it must save over it.
+        good = [s for s in steps if s not in self._corrupt]
+        if not force and good and step <= good[-1]:
+            _log.info("%s: step %d not newer than %d; skipped.", fn, step, good[-1])
             return
         if step in steps:
             self._manager.delete(step)
             self._scores.pop(step, None)
+            self._corrupt.discard(step)
+        checksums = {"leaves": _leaf_checksums(state), "metadata": _json_checksum(metadata)}
         self._manager.save(
             step,
             args=ocp.args.Composite(
-                **{_STATE: ocp.args.StandardSave(state), _METADATA: ocp.args.JsonSave(metadata)}
+                **{
+                    _STATE: ocp.args.StandardSave(state),
+                    _METADATA: ocp.args.JsonSave(metadata),
+                    _CHECKSUMS: ocp.args.JsonSave({"sha256": checksums}),
+                }
             ),
             metrics=metrics,
             # Our own skip rule above replaces Orbax's save-interval decision.
@@ -222,14 +276,20 @@ class Checkpointer:
 
     def _prune(self) -> None:
         steps = self.all_steps()
-        scores = {s: self._step_score(s) for s in steps} if self.keep_best else {}
+        good = [s for s in steps if s not in self._corrupt]
+        scores = {s: self._step_score(s) for s in good} if self.keep_best else {}
         kept = steps_to_keep(
-            steps, scores, keep=self.keep, keep_best=self.keep_best, best_mode=self.best_mode
+            good, scores, keep=self.keep, keep_best=self.keep_best, best_mode=self.best_mode
         )
+        # Corrupt steps count for nothing; one newer than every good step stays
+        # until the resumed run saves over it.
+        newest = max(good, default=-1)
+        kept |= {s for s in self._corrupt if s > newest}
         for s in steps:
             if s not in kept:
                 self._manager.delete(s)
                 self._scores.pop(s, None)
+                self._corrupt.discard(s)
 
     # --- restore ---
 
@@ -242,6 +302,12 @@ class Checkpointer:
         device when None). Returns ``(state, metadata)``; arrays are bit-identical
         to those saved, and `metadata` is the saved dict after a JSON round trip
         (tuples come back as lists).
+
+        Every leaf is checked against the checksums saved with it. With ``step=None``
+        a corrupt step is skipped with a `CorruptCheckpointWarning` naming it, and
+        the newest older step that verifies is restored; `CorruptCheckpointError`
+        if none does. An explicit `step` that is corrupt raises
+        `CorruptCheckpointError`.
         """
         fn = "Checkpointer.restore"
         self._finish_pending()
@@ -251,25 +317,94 @@ class Checkpointer:
             if not os.path.exists(self.directory) and "://" not in self.directory:
                 why = "does not exist"
             raise FileNotFoundError(f"{fn}: no checkpoint to restore: {self.directory!r} {why}.")
-        if step is None:
-            step = steps[-1]
-        elif step not in steps:
-            raise FileNotFoundError(
-                f"{fn}: no checkpoint for step {step!r} in {self.directory!r}; "
-                f"committed steps: {steps}."
-            )
-        saved = self._manager.item_metadata(step)[_STATE]
-        _check_same_arrays(getattr(saved, "tree", saved), state_like, step, fn)
-        restored = self._manager.restore(
-            step,
-            args=ocp.args.Composite(
-                **{
-                    _STATE: ocp.args.StandardRestore(state_like),
-                    _METADATA: ocp.args.JsonRestore(),
-                }
-            ),
+        _check_state_like(state_like, fn)  # so that what fails below is the files
+        if step is not None:
+            if step not in steps:
+                raise FileNotFoundError(
+                    f"{fn}: no checkpoint for step {step!r} in {self.directory!r}; "
+                    f"committed steps: {steps}."
+                )
+            return self._restore_step(state_like, step, fn)
+        corrupt = []
+        for candidate in reversed(steps):
+            try:
+                result = self._restore_step(state_like, candidate, fn)
+            except CorruptCheckpointError as err:
+                corrupt.append(candidate)
+                older = [s for s in steps if s < candidate]
+                then = f"trying step {older[-1]}" if older else "no older step to try"
+                warnings.warn(f"{err} Skipped; {then}.", CorruptCheckpointWarning, stacklevel=2)
+                continue
+            return result
+        raise CorruptCheckpointError(
+            f"{fn}: every checkpoint in {self.directory!r} is corrupt (steps {sorted(corrupt)}); "
+            "see the warnings above for each.",
+            step=corrupt[0],
         )
-        return restored[_STATE], restored[_METADATA]
+
+    def _restore_step(self, state_like, step: int, fn: str):
+        """Restores and verifies one step; `CorruptCheckpointError` if it is damaged."""
+        try:
+            items = self._manager.item_metadata(step)
+            saved = items[_STATE]
+            saved_tree = getattr(saved, "tree", saved)
+            verified = _CHECKSUMS in items.keys()
+        except Exception as e:  # Orbax and TensorStore raise many kinds on damaged files
+            raise self._corruption(step, "reading its metadata failed", e) from e
+        _check_same_arrays(saved_tree, state_like, step, fn)
+        args = {_STATE: ocp.args.StandardRestore(state_like), _METADATA: ocp.args.JsonRestore()}
+        if verified:
+            args[_CHECKSUMS] = ocp.args.JsonRestore()
+        try:
+            restored = self._manager.restore(step, args=ocp.args.Composite(**args))
+            state, metadata = restored[_STATE], restored[_METADATA]
+            if verified:
+                record = restored[_CHECKSUMS]["sha256"]
+                leaves, metadata_sum = dict(record["leaves"]), record["metadata"]
+        except Exception as e:
+            raise self._corruption(step, "reading it failed", e) from e
+        if not verified:
+            _log.info("%s: step %d has no checksums (older jcnn); restored unverified.", fn, step)
+            self._corrupt.discard(step)
+            return state, metadata
+        missing = object()
+        bad = [
+            path
+            for path, digest in _leaf_checksums(state).items()
+            if digest is not None and leaves.get(path, missing) not in (digest, None)
+        ]
+        if bad:
+            more = f" (and {len(bad) - 1} more: {bad[1:6]})" if len(bad) > 1 else ""
+            step_dir = os.path.join(self.directory, str(step))
+            # Which side is damaged, the arrays or the checksums, cannot be told apart.
+            raise self._corruption(
+                step,
+                f"leaf {bad[0]!r}{more} does not match the SHA-256 saved with it (arrays "
+                f"under {os.path.join(step_dir, _STATE)!r}, checksums in "
+                f"{os.path.join(step_dir, _CHECKSUMS, _JSON_FILE)!r})",
+            )
+        if _json_checksum(metadata) != metadata_sum:
+            where = os.path.join(self.directory, str(step), _METADATA, _JSON_FILE)
+            raise self._corruption(step, f"file {where!r} does not match the SHA-256 saved with it")
+        self._corrupt.discard(step)  # it reads now: the earlier failure was transient
+        return state, metadata
+
+    def _corruption(self, step: int, what: str, cause: Exception | None = None):
+        """Remembers `step` as corrupt; the error naming it, the file and the cause."""
+        self._corrupt.add(step)
+        detail = ""
+        if cause is not None:
+            root = _root_cause(cause)
+            text = " ".join(str(root).split())
+            damaged = _damaged_file(text, os.path.join(self.directory, str(step)))
+            if damaged:
+                what += f" (file {damaged!r})"
+            detail = f": {type(root).__name__}: {text[:400]}"
+        return CorruptCheckpointError(
+            f"Checkpointer.restore: checkpoint step {step} in {self.directory!r} is corrupt: "
+            f"{what}{detail}.",
+            step=step,
+        )
 
     # --- lifetime ---
 
@@ -288,6 +423,61 @@ class Checkpointer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _leaf_checksums(state) -> dict[str, str | None]:
+    """SHA-256 of each leaf's dtype, shape and bytes, keyed by its path ('a/0/b').
+
+    None for a leaf this process cannot read whole (sharded over several hosts).
+    """
+    sums = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+            sums[_path_str(path)] = None
+            continue
+        array = np.asarray(leaf)
+        digest = hashlib.sha256(f"{array.dtype}{array.shape}".encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+        sums[_path_str(path)] = digest.hexdigest()
+    return sums
+
+
+def _json_checksum(metadata) -> str:
+    # Canonical text of the JSON round trip (keys become strings, then sorted).
+    text = json.dumps(json.loads(json.dumps(metadata)), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _root_cause(err: BaseException) -> BaseException:
+    # The innermost error says what TensorStore or json found; Orbax's wrappers do not.
+    for _ in range(16):
+        inner = err.__cause__
+        if inner is None and not err.__suppress_context__:
+            inner = err.__context__
+        if inner is None:
+            break
+        err = inner
+    return err
+
+
+def _damaged_file(message: str, step_dir: str) -> str | None:
+    """The file a read error points at, or the first JSON file of the step that fails to parse."""
+    # TensorStore names a data file (or at least the database directory) in its messages.
+    named = [f for f in re.findall(r'local file "([^"]+)"', message) if not f.endswith("/")]
+    if named:
+        return named[-1]
+    for root, dirs, files in os.walk(step_dir):
+        dirs[:] = sorted(d for d in dirs if d != "d")  # array chunks are not JSON
+        for name in sorted(files):
+            if name in ("manifest.ocdbt", "commit_success.txt"):
+                continue
+            path = os.path.join(root, name)
+            try:
+                with open(path, "rb") as f:
+                    json.loads(f.read())
+            except (OSError, ValueError):
+                return path
+    return None
 
 
 def _check_metadata(metadata, fn: str) -> dict:
@@ -327,6 +517,19 @@ def _check_state(state, fn: str) -> None:
             raise TypeError(
                 f"{fn}: leaf {_path_str(path)!r} of `state` is a typed PRNG key ({dtype}); "
                 "save jax.random.key_data(key) and rebuild it with jax.random.wrap_key_data."
+            )
+
+
+_TARGETS = (jax.Array, np.ndarray, jax.ShapeDtypeStruct, int, float)
+
+
+def _check_state_like(state_like, fn: str) -> None:
+    for path, leaf in jax.tree_util.tree_flatten_with_path(state_like)[0]:
+        if not isinstance(leaf, _TARGETS):
+            raise TypeError(
+                f"{fn}: leaf {_path_str(path)!r} of `state_like` is a {type(leaf).__name__}; "
+                "expected an array, a jax.ShapeDtypeStruct or a Python int/float "
+                "(wrap NumPy scalars in np.asarray)."
             )
 
 
