@@ -48,7 +48,14 @@ def apply_overrides(config, overrides: list[str]):
                 raise UsageError(f"unknown config key {'.'.join(parents[: i + 1])!r}.{hint}")
             node = node[part]
         value = _parse_value(text)
-        node[leaf] = tuple(value) if isinstance(value, list) else value
+        value = tuple(value) if isinstance(value, list) else value
+        try:
+            node[leaf] = value
+        except TypeError as err:  # ml_collections keeps a field's type
+            raise UsageError(
+                f"config: `{dotted}` must be a {type(node[leaf]).__name__} like its default "
+                f"{node[leaf]!r}, got {value!r} ({type(value).__name__})."
+            ) from err
     config.lock()
     return config
 

@@ -6,9 +6,6 @@ KeyError/AttributeError on the way), with a message matching the row's regex,
 which names the function, the argument, the value received and what was
 expected. Nothing compiles: module and model calls are traced with
 `jax.eval_shape` on tiny inputs, and the checks run before any array work.
-
-Rows marked `xfail` are known gaps in files this suite does not own (see the
-reason); they are strict, so a fix turns them into failures until the mark goes.
 """
 
 from __future__ import annotations
@@ -58,15 +55,6 @@ def make_schedule(**cfg):
 def cnn(**overrides):
     return models.create("cnn_small", num_classes=10, **overrides)
 
-
-def gap(reason: str):
-    return pytest.mark.xfail(strict=True, reason=reason)
-
-
-CONFIGS_GAP = gap(
-    "jcnn/configs/_base.py (not this suite's file) does not check this key's type or range: "
-    "ml_collections or a later stage reports it, or nothing does"
-)
 
 # (id, call, error type, regex of the message[, mark]) per surface of the public API
 SURFACES = {
@@ -290,13 +278,13 @@ SURFACES = {
         ("validate-keep", lambda: configs.validate({"checkpoint": {"keep": 0}}), ValueError,
          r"config: `checkpoint\.keep` must be an int >= 1, got 0"),
         ("validate-batch_size-float", lambda: configs.validate({"data": {"batch_size": 32.0}}),
-         (ValueError, TypeError), r"config: `data\.batch_size` .*32\.0", CONFIGS_GAP),
+         (ValueError, TypeError), r"config: `data\.batch_size` .*32\.0"),
         ("validate-crop_padding", lambda: configs.validate({"data": {"crop_padding": -1}}),
-         ValueError, r"config: `data\.crop_padding` .*-1", CONFIGS_GAP),
+         ValueError, r"config: `data\.crop_padding` .*-1"),
         ("validate-train_subset", lambda: configs.validate({"data": {"train_subset": -5}}),
-         ValueError, r"config: `data\.train_subset` .*-5", CONFIGS_GAP),
+         ValueError, r"config: `data\.train_subset` .*-5"),
         ("validate-seed", lambda: configs.validate({"seed": "a"}), (ValueError, TypeError),
-         r"config: `seed` .*'a'", CONFIGS_GAP),
+         r"config: `seed` .*'a'"),
     ],
     "data": [
         ("load-name", lambda: data.load("mnist", "train"), ValueError,
@@ -406,13 +394,8 @@ def test_the_table_spans_the_public_surface():
 
 
 def _params(rows):
-    """pytest params from ``(id, *values)`` rows; a trailing mark makes a known gap."""
-    params = []
-    for row in rows:
-        marks = row[-1] if isinstance(row[-1], pytest.MarkDecorator) else ()
-        values = row[1:-1] if marks else row[1:]
-        params.append(pytest.param(*values, id=row[0], marks=marks))
-    return params
+    """pytest params from ``(id, *values)`` rows."""
+    return [pytest.param(*row[1:], id=row[0]) for row in rows]
 
 
 @pytest.mark.parametrize("call, error, match", _params(ROWS))
@@ -483,7 +466,7 @@ CLI_CASES = [
     ("summary-classes", ["summary", "resnet20", "--input-shape=32,32,3", "--num-classes=0"],
      r"jcnn summary: error: create: `num_classes` must be an int >= 1, got 0"),
     ("train-override-type", ["train", "--config=default", WORK, "--config.data.batch_size=abc"],
-     r"jcnn train: error: config: `data\.batch_size` .*'abc'", CONFIGS_GAP),
+     r"jcnn train: error: config: `data\.batch_size` .*'abc'"),
     ("train-missing-workdir", ["train", "--config=default"],
      r"jcnn train: error: the following arguments are required: --workdir"),
     ("summary-classes-type", ["summary", "resnet20", "--input-shape=32,32,3", "--num-classes=x"],

@@ -10,6 +10,9 @@ import ml_collections
 
 from jcnn.data import OPS, available
 
+PARALLEL_MODES = ("jit", "shard_map", "pmap")  # jcnn.train.parallel.MODES
+DTYPES = ("float32", "bfloat16")
+
 
 def base() -> ml_collections.ConfigDict:
     """The defaults. A config overrides fields of this; a key it does not know is an error."""
@@ -49,13 +52,27 @@ def base() -> ml_collections.ConfigDict:
     c.checkpoint = ml_collections.ConfigDict({"keep": 3})
     c.stop_at_step = None
     c.progress = True
+    # Devices and numerics (jcnn.train.parallel): how the step spreads over the devices,
+    # whether to start multi-process JAX, and the compute dtype of convs and dense layers.
+    c.parallel = "jit"  # "jit" | "shard_map" | "pmap"
+    c.distributed = False  # also started when JAX_COORDINATOR_ADDRESS is set
+    c.dtype = "float32"  # "float32" | "bfloat16" (params, optimiser, BN stats stay float32)
     return c
 
 
-def _positive_int(c, key: str, where: str = "") -> None:
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _positive_int(c, key: str, where: str = "", *, minimum: int = 1, optional=False) -> None:
     value = c[key]
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"config: `{where}{key}` must be an int >= 1, got {value!r}.")
+    if optional and value is None:
+        return
+    if not _is_int(value) or value < minimum:
+        none = " or None" if optional else ""
+        raise ValueError(
+            f"config: `{where}{key}` must be an int >= {minimum}{none}, got {value!r}."
+        )
 
 
 def validate(config) -> ml_collections.ConfigDict:
@@ -71,6 +88,11 @@ def validate(config) -> ml_collections.ConfigDict:
     _positive_int(merged, "eval_batch_size")
     _positive_int(merged.data, "batch_size", "data.")
     _positive_int(merged.checkpoint, "keep", "checkpoint.")
+    _positive_int(merged, "seed", minimum=0)
+    _positive_int(merged.data, "crop_padding", "data.", minimum=0)
+    for key in ("cutout_size", "train_subset", "test_subset"):
+        _positive_int(merged.data, key, "data.", optional=True)
+    _positive_int(merged, "stop_at_step", optional=True)
     if merged.data.name not in available():
         raise ValueError(
             f"config: `data.name` must be one of {available()}, got {merged.data.name!r}."
@@ -82,6 +104,9 @@ def validate(config) -> ml_collections.ConfigDict:
         raise ValueError(
             f"config: `label_smoothing` must be in [0, 1), got {merged.label_smoothing!r}."
         )
+    for key, allowed in (("parallel", PARALLEL_MODES), ("dtype", DTYPES)):
+        if merged[key] not in allowed:
+            raise ValueError(f"config: `{key}` must be one of {allowed}, got {merged[key]!r}.")
     merged.lock()
     return merged
 
@@ -106,4 +131,10 @@ def _merge(dst: ml_collections.ConfigDict, src, prefix: str) -> None:
         else:
             if isinstance(value, list):
                 value = tuple(value)
-            dst[key] = value
+            try:
+                dst[key] = value
+            except TypeError as err:  # ml_collections keeps a field's type
+                raise TypeError(
+                    f"config: `{where}` must be a {type(dst[key]).__name__} like its default "
+                    f"{dst[key]!r}, got {value!r} ({type(value).__name__})."
+                ) from err

@@ -67,6 +67,7 @@ OVERRIDES = (
     "dtype",
     "in_channels",
     "width",
+    "bn_axis_name",
 )
 
 
@@ -100,6 +101,9 @@ class Parts:
       kernel_init: name of a `jcnn.init` factory, called with its defaults
         (He normal by default; ``"lecun_normal"`` is the one SELU assumes).
       dtype: compute dtype of every layer (parameters stay float32).
+      bn_axis_name: the ``shard_map``/``pmap`` axis over which every BatchNorm
+        reduces its batch statistics (None: the local batch);
+        `jcnn.train.parallel` sets it.
     """
 
     norm: str | None = "batch"
@@ -111,6 +115,7 @@ class Parts:
     num_groups: int = 32
     kernel_init: str = "he_normal"
     dtype: Any = None
+    bn_axis_name: str | None = None
 
     def __post_init__(self):
         _choice(self.norm, "norm", NORMS, optional=True)
@@ -120,6 +125,11 @@ class Parts:
         check_rate(self.rate, "models")
         check_int(self.block_size, "block_size", "models")
         check_int(self.num_groups, "num_groups", "models")
+        if self.bn_axis_name is not None and not isinstance(self.bn_axis_name, str):
+            raise TypeError(
+                f"models: `bn_axis_name` must be None or an axis name (str), "
+                f"got {self.bn_axis_name!r}."
+            )
         alpha = self.disout_alpha
         if not isinstance(alpha, numbers.Real) or isinstance(alpha, bool) or not alpha >= 0:
             raise ValueError(f"models: `disout_alpha` must be a number >= 0, got {alpha!r}.")
@@ -156,7 +166,9 @@ class Parts:
         if self.norm is None:
             return x
         if self.norm == "batch":
-            return jnn.BatchNorm(dtype=self.dtype, name=name)(x, train=train)
+            return jnn.BatchNorm(axis_name=self.bn_axis_name, dtype=self.dtype, name=name)(
+                x, train=train
+            )
         if self.norm == "group":
             c = x.shape[-1]
             groups = max(g for g in range(1, min(self.num_groups, c) + 1) if c % g == 0)

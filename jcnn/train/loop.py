@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -28,8 +29,8 @@ import jcnn
 from jcnn import configs, models, optim
 from jcnn import data as jdata
 from jcnn.train.checkpoint import Checkpointer
+from jcnn.train.parallel import DataParallel, initialize_distributed
 from jcnn.train.state import TrainState, create_state
-from jcnn.train.step import make_eval_step, make_train_step
 
 
 @dataclasses.dataclass
@@ -45,22 +46,28 @@ class Run:
     mean: float
     std: float
     steps_per_epoch: int
+    plan: DataParallel
 
     @property
     def total_steps(self) -> int:
         return self.steps_per_epoch * self.config.num_epochs
 
 
-def build(config, *, quiet: bool = False) -> Run:
-    """Loads the data, creates the model and the optimiser of `config`."""
+def build(config, *, quiet: bool = False, plan: DataParallel | None = None) -> Run:
+    """Loads the data, creates the model and the optimiser of `config`.
+
+    The data goes where `plan` puts it (default: ``DataParallel(config.parallel)``).
+    """
     config = configs.validate(config)
+    if plan is None:
+        plan = DataParallel(config.parallel)
     name = config.data.name
     if config.data.get("fallback"):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", jdata.DatasetFallbackWarning)
             name = jdata.resolve_dataset(config.data.name, fallback=config.data.fallback)
         for w in caught:
-            if not quiet:
+            if not quiet and jax.process_index() == 0:
                 print(str(w.message))
     train_x, train_y = jdata.load(name, "train")
     test_x, test_y = jdata.load(name, "test")
@@ -70,6 +77,9 @@ def build(config, *, quiet: bool = False) -> Run:
         test_x, test_y = test_x[: config.data.test_subset], test_y[: config.data.test_subset]
     mean, std = jdata.pixel_stats(name)
     overrides = {k: v for k, v in config.model.items() if k != "name"}
+    if config.dtype != "float32":
+        # Compute dtype only: parameters, optimiser state and BN statistics stay float32.
+        overrides.setdefault("dtype", jnp.dtype(config.dtype))
     model = models.create(config.model.name, num_classes=len(jdata.class_names(name)), **overrides)
     steps = jdata.steps_per_epoch(len(train_y), config.data.batch_size)
     tx = optim.make_optimizer(config.optim, steps_per_epoch=steps, num_epochs=config.num_epochs)
@@ -78,17 +88,21 @@ def build(config, *, quiet: bool = False) -> Run:
         dataset=name,
         model=model,
         tx=tx,
-        train=jdata.to_device(train_x, train_y),
-        test=jdata.to_device(test_x, test_y),
+        train=plan.put_data(train_x, train_y),
+        test=plan.put_data(test_x, test_y),
         mean=mean,
         std=std,
         steps_per_epoch=steps,
+        plan=plan,
     )
 
 
 def initial_state(run: Run) -> TrainState:
-    return create_state(
-        run.model, run.tx, jax.random.key(run.config.seed), run.train.images.shape[1:]
+    """The state of step 0, replicated on the plan's devices."""
+    return run.plan.create(
+        lambda: create_state(
+            run.model, run.tx, jax.random.key(run.config.seed), run.train.images.shape[1:]
+        )
     )
 
 
@@ -103,24 +117,30 @@ def params_sha256(params) -> str:
 
 
 def _evaluator(run: Run):
-    num_classes = len(jdata.class_names(run.dataset))
-    eval_step = jax.jit(
-        make_eval_step(
-            run.model,
-            num_classes=num_classes,
-            mean=run.mean,
-            std=run.std,
-            flip_tta=run.config.get("flip_tta", False),
-        )
+    plan = run.plan
+    eval_step = plan.eval_step(
+        run.model,
+        num_classes=len(jdata.class_names(run.dataset)),
+        mean=run.mean,
+        std=run.std,
+        flip_tta=run.config.get("flip_tta", False),
     )
-    batch = run.config.get("eval_batch_size", 1000)
-    idx, mask = jdata.eval_indices(len(run.test.labels), batch)
+    batch = plan.eval_batch_size(run.config.get("eval_batch_size", 1000))
+    idx, mask = jdata.eval_indices(
+        len(run.test.labels),
+        batch,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+    )
+    if not plan.trivial:
+        idx, mask = np.asarray(idx), np.asarray(mask)
 
     def evaluate(state: TrainState) -> dict:
         totals = {"correct": 0.0, "loss": 0.0, "count": 0.0}
         for b in range(idx.shape[0]):
-            images, labels = jdata.take(run.test, idx[b])
-            sums = eval_step(state, images, labels, mask[b])
+            images, labels = plan.take(run.test, idx[b])
+            m = mask[b] if plan.trivial else plan.global_array(mask[b])
+            sums = eval_step(state, images, labels, m)
             for k in totals:
                 totals[k] += float(sums[k])
         return {
@@ -192,20 +212,32 @@ def fit(config, workdir) -> TrainState:
     ``metrics.jsonl``, ``checkpoints/`` and ``curves.png``. Returns the final
     `TrainState`. ``config.stop_at_step`` (optional) saves and returns early,
     as a preempted run would.
+
+    ``config.parallel`` spreads each step over every device (`jcnn.train.parallel`;
+    the global batch must be a multiple of the device count), ``config.distributed``
+    or ``JAX_COORDINATOR_ADDRESS`` first starts multi-process JAX, and
+    ``config.dtype`` is the compute dtype of the model's layers.
     """
+    config = configs.validate(config)
+    initialize_distributed(config.distributed)  # before anything touches a device
+    plan = DataParallel(config.parallel)
+    plan.check_batch_size(config.data.batch_size)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    run = build(config)
+    run = build(config, plan=plan)
     config = run.config
     report = optim.check_schedule_config(
         config.optim, steps_per_epoch=run.steps_per_epoch, num_epochs=config.num_epochs
     )
-    print(report.describe())
-    print(
+    say = print if jax.process_index() == 0 else lambda *a: None
+    say(report.describe())
+    say(
         f"training {config.model.name} on {run.dataset}: {len(run.train.labels):,} train / "
         f"{len(run.test.labels):,} test images, batch {config.data.batch_size}, "
-        f"{config.num_epochs} epochs ({run.total_steps:,} steps), jax {jax.__version__} "
-        f"on {jax.device_count()} {jax.devices()[0].platform} device(s)"
+        f"{config.num_epochs} epochs ({run.total_steps:,} steps), {config.dtype}, jax "
+        f"{jax.__version__} on {jax.device_count()} {jax.devices()[0].platform} device(s)"
+        + (f" in {jax.process_count()} processes" if jax.process_count() > 1 else "")
+        + ("" if plan.trivial else f", parallel={plan.mode}")
     )
     if jax.process_index() == 0:
         (workdir / "config.json").write_text(config.to_json(indent=2) + "\n")
@@ -215,22 +247,18 @@ def fit(config, workdir) -> TrainState:
     start = ckpt.latest_step()
     if start is not None:
         state, _ = ckpt.restore(state)
-        print(f"resumed from step {int(state.step):,} ({workdir / 'checkpoints'})")
+        say(f"resumed from step {int(state.step):,} ({workdir / 'checkpoints'})")
     log = _Log(workdir)
-    num_classes = len(jdata.class_names(run.dataset))
-    train_step = jax.jit(
-        make_train_step(
-            run.model,
-            run.tx,
-            num_classes=num_classes,
-            mean=run.mean,
-            std=run.std,
-            augment_ops=tuple(config.data.augment),
-            crop_padding=config.data.crop_padding,
-            cutout_size=config.data.get("cutout_size"),
-            label_smoothing=config.label_smoothing,
-        ),
-        donate_argnums=0,
+    train_step = plan.train_step(
+        run.model,
+        run.tx,
+        num_classes=len(jdata.class_names(run.dataset)),
+        mean=run.mean,
+        std=run.std,
+        augment_ops=tuple(config.data.augment),
+        crop_padding=config.data.crop_padding,
+        cutout_size=config.data.get("cutout_size"),
+        label_smoothing=config.label_smoothing,
     )
     evaluate = _evaluator(run)
     schedule = optim.make_schedule(
@@ -245,21 +273,29 @@ def fit(config, workdir) -> TrainState:
         disable=jax.process_index() != 0 or not config.get("progress", True),
         unit="step",
         dynamic_ncols=True,
+        # Redrawn ten times a second on a terminal; into a log file, twice a minute.
+        mininterval=0.1 if sys.stderr.isatty() else 30.0,
     )
     metadata = {"jcnn_version": jcnn.__version__, "dataset": run.dataset}
     meter = _Meter(run, schedule, log, bar)
     while epoch < config.num_epochs and (stop_at is None or step < stop_at):
         order = jdata.batch_indices(
-            config.seed, epoch, len(run.train.labels), config.data.batch_size
+            config.seed,
+            epoch,
+            len(run.train.labels),
+            config.data.batch_size,
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
         )
+        if not plan.trivial:
+            order = np.asarray(order)  # host rows, sent to each device as its shard
         last = (
             run.steps_per_epoch
             if stop_at is None
             else min(run.steps_per_epoch, first_batch + stop_at - step)
         )
         for b in range(first_batch, last):
-            images, labels = jdata.take(run.train, order[b])
-            state, metrics = train_step(state, images, labels)
+            state, metrics = train_step(state, *plan.train_batch(run.train, order[b]))
             step += 1
             meter.add(
                 step,
@@ -273,10 +309,11 @@ def fit(config, workdir) -> TrainState:
         if epoch % config.eval_every_epochs == 0 or epoch == config.num_epochs:
             result = {"step": step, "epoch": epoch, **evaluate(state)}
             log.write(result)
-            bar.write(
-                f"epoch {epoch}: test accuracy {result['test_accuracy']:.4f}, "
-                f"test loss {result['test_loss']:.4f}"
-            )
+            if jax.process_index() == 0:
+                bar.write(
+                    f"epoch {epoch}: test accuracy {result['test_accuracy']:.4f}, "
+                    f"test loss {result['test_loss']:.4f}"
+                )
             ckpt.save(step, state, metadata=metadata, metrics=result)
     bar.close()
     if ckpt.latest_step() != step:
@@ -293,7 +330,7 @@ def fit(config, workdir) -> TrainState:
 
 
 def _restore(run: Run, workdir: Path) -> TrainState:
-    abstract = jax.eval_shape(lambda: initial_state(run))
+    abstract = run.plan.state_like(jax.eval_shape(lambda: initial_state(run)))
     with Checkpointer(workdir / "checkpoints") as ckpt:
         state, _ = ckpt.restore(abstract)
     return state

@@ -6,6 +6,7 @@ normalisation run inside the step, so the host only sends indices.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import jax
@@ -22,6 +23,43 @@ def cross_entropy(logits, labels, *, num_classes: int, label_smoothing: float = 
     if label_smoothing:
         targets = optax.smooth_labels(targets, label_smoothing)
     return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets).mean()
+
+
+def augment_shard(
+    key, images, ops, *, crop_padding: int, cutout_size: int | None, axis_name: str | None
+):
+    """`jcnn.data.augment_batch` of the global batch, computed on this device's shard.
+
+    Without `axis_name` this is `augment_batch` itself. Inside ``shard_map`` or
+    ``pmap`` over `axis_name`, `images` is device ``i``'s shard of a global
+    batch of ``n * axis_size`` examples; example ``j`` of the shard gets the key
+    that global example ``i * n + j`` gets from `augment_batch` (op ``k`` uses
+    ``split(fold_in(key, k), n * axis_size)``), so the augmented global batch
+    is the one a single device would make.
+    """
+    if axis_name is None:
+        return augment.augment_batch(
+            key, images, ops, crop_padding=crop_padding, cutout_size=cutout_size
+        )
+    # Same checks and op table as augment_batch, on a dummy batch of this shape.
+    jax.eval_shape(
+        lambda x: augment.augment_batch(
+            key, x, ops, crop_padding=crop_padding, cutout_size=cutout_size
+        ),
+        images,
+    )
+    n = images.shape[0]
+    first = jax.lax.axis_index(axis_name) * n
+    transforms = {
+        "crop": functools.partial(augment.random_crop, padding=crop_padding),
+        "flip": augment.random_flip,
+        "cutout": functools.partial(augment.cutout, size=cutout_size),
+    }
+    for k, op in enumerate(ops):
+        keys = jax.random.split(jax.random.fold_in(key, k), n * jax.lax.axis_size(axis_name))
+        keys = jax.lax.dynamic_slice_in_dim(keys, first, n)
+        images = jax.vmap(transforms[op])(keys, images)
+    return images
 
 
 def make_train_step(
@@ -41,17 +79,30 @@ def make_train_step(
 
     The step key ``fold_in(state.rng, state.step)`` is split into the
     augmentation key and the `dropout` rng collection. With `axis_name` the
-    gradients and metrics are averaged over that mapped axis (for pmap and
-    shard_map); the model's BatchNorm takes the same axis name itself.
+    step is one device's program inside ``pmap`` or ``shard_map`` (the latter
+    with ``check_vma=False``, see `jcnn.train.parallel`): the gradients and
+    metrics are averaged over that axis, each example is augmented with its
+    key in the global batch (`augment_shard`), the dropout key is folded with
+    the device index, and the model's BatchNorm must reduce over the same
+    axis (`jcnn.train.parallel.with_bn_axis`).
     """
     ops = tuple(augment_ops)
 
     def step(state: TrainState, images, labels):
         aug_key, dropout_key = jax.random.split(state.step_key())
         if ops:
-            images = augment.augment_batch(
-                aug_key, images, ops, crop_padding=crop_padding, cutout_size=cutout_size
+            images = augment_shard(
+                aug_key,
+                images,
+                ops,
+                crop_padding=crop_padding,
+                cutout_size=cutout_size,
+                axis_name=axis_name,
             )
+        if axis_name is not None:
+            # Each device draws its own dropout masks (one device would draw
+            # one mask for the global batch: same distribution, other bits).
+            dropout_key = jax.random.fold_in(dropout_key, jax.lax.axis_index(axis_name))
         x = augment.normalize(images, mean, std)
 
         def loss_fn(params):

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# jcnn on several GPU machines: one process per machine, each driving its local GPUs,
+# joined by jax.distributed.initialize (jcnn reads JAX_COORDINATOR_ADDRESS,
+# JAX_NUM_PROCESSES and JAX_PROCESS_ID).
+#
+#   HOSTS="gpu-a gpu-b" tpu/gpu_multi_host.sh [--dry-run] setup
+#   HOSTS="gpu-a gpu-b" WORKDIR=/shared/runs/r1 tpu/gpu_multi_host.sh [--dry-run] run [args]
+#
+# setup: ships this checkout to every host (scp) and installs jcnn and jax[CUDA] in a
+# virtualenv there. run: starts `jcnn train` on every host over ssh, process i on the
+# i-th host, and waits for all; arguments after `run` are passed to `jcnn train`.
+# Variables (tpu/README.md explains each):
+#   HOSTS          ssh names of the machines, the first one also coordinates (required)
+#   COORDINATOR    host:port of process 0 as the others reach it (default first host:PORT)
+#   PORT           the coordinator's port (default 12345)
+#   SSH            the ssh command (default "ssh"; e.g. "ssh -p 2222 -i ~/.ssh/key")
+#   SCP            the scp command (default "scp"; e.g. "scp -P 2222 -i ~/.ssh/key")
+#   CUDA           the jax extra: cuda12 or cuda13 (default cuda12)
+#   PYTHON         interpreter on the hosts, >= 3.11 (default python3.11)
+#   REMOTE_DIR     where the sources go, under the hosts' home (default jcnn)
+#   VENV           the virtualenv, under the hosts' home (default jcnn-venv)
+#   FASHION_MNIST  1: apt-get install dataset-fashion-mnist on each host (default 1)
+#   CONFIG         the config name or path, with :variant (default "default")
+#   WORKDIR        the run directory, one that every host sees (required for run)
+#   PARALLEL       jit | shard_map | pmap (default jit)
+#   DTYPE          float32 | bfloat16 compute (default bfloat16)
+#   DRY_RUN        1: print the commands instead of running them (same as --dry-run)
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+if [[ "${1:-}" == --dry-run ]]; then
+  DRY_RUN=1
+  shift
+fi
+action="${1:-}"
+shift || true
+need HOSTS
+read -ra host_list <<<"$HOSTS"
+read -ra ssh <<<"${SSH:-ssh}"
+read -ra scp <<<"${SCP:-scp}"
+PYTHON="${PYTHON:-python3.11}"
+REMOTE_DIR="${REMOTE_DIR:-jcnn}"
+VENV="${VENV:-jcnn-venv}"
+FASHION_MNIST="${FASHION_MNIST:-1}"
+CUDA="${CUDA:-cuda12}"
+
+case "$action" in
+  setup)
+    [[ $# -eq 0 ]] || die "unexpected arguments: $*"
+    archive="${TMPDIR:-/tmp}/jcnn-$$.tar.gz"
+    archive_sources "$ROOT" "$archive"
+    install="$(remote_install "jax[$CUDA]$JAX_RANGE")"
+    for host in "${host_list[@]}"; do
+      run "${scp[@]}" "$archive" "$host:jcnn.tar.gz"
+      run "${ssh[@]}" "$host" "$install"
+    done
+    run rm -f "$archive"
+    ;;
+  run)
+    need WORKDIR
+    coordinator="${COORDINATOR:-${host_list[0]}:${PORT:-12345}}"
+    pids=()
+    for i in "${!host_list[@]}"; do
+      env=(JAX_COORDINATOR_ADDRESS="$coordinator" JAX_NUM_PROCESSES="${#host_list[@]}"
+        JAX_PROCESS_ID="$i")
+      train=(train --config="${CONFIG:-default}" --workdir="$WORKDIR"
+        --config.parallel="${PARALLEL:-jit}" --config.dtype="${DTYPE:-bfloat16}" "$@")
+      command="cd ~/$(quote "$REMOTE_DIR") && $(quote "${env[@]}")"
+      command+=" \$HOME/$(quote "$VENV")/bin/jcnn $(quote "${train[@]}")"
+      if [[ "$DRY_RUN" == 1 ]]; then
+        run "${ssh[@]}" "${host_list[$i]}" "$command"
+      else
+        run "${ssh[@]}" "${host_list[$i]}" "$command" &
+        pids+=($!)
+      fi
+    done
+    status=0
+    for pid in "${pids[@]}"; do
+      wait "$pid" || status=1
+    done
+    exit "$status"
+    ;;
+  *) die "usage: $(basename "$0") [--dry-run] setup|run [jcnn train arguments]" ;;
+esac
