@@ -20,5 +20,4 @@ from jcnn.interop._loader import ExportedModel as ExportedModel
 from jcnn.interop._loader import load_exported as load_exported
 from jcnn.interop._loader import read_image as read_image
 from jcnn.interop._trained import Trained as Trained
-from jcnn.interop._trained import eval_logits as eval_logits
 from jcnn.interop._trained import load_trained as load_trained

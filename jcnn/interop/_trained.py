@@ -5,18 +5,6 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import jax.numpy as jnp
-
-
-def eval_logits(model, variables, x, *, flip_tta: bool = False):
-    """Eval-mode float32 logits of a normalised batch; with `flip_tta` the mean
-    over the batch and its mirror image (as ``jcnn eval`` computes them)."""
-    logits = model.apply(variables, x, train=False).astype(jnp.float32)
-    if flip_tta:
-        flipped = model.apply(variables, x[:, :, ::-1], train=False).astype(jnp.float32)
-        logits = 0.5 * (logits + flipped)
-    return logits
-
 
 @dataclasses.dataclass(frozen=True)
 class Trained:
@@ -53,6 +41,8 @@ class Trained:
 
     def logits(self, x):
         """Eval-mode logits of a normalised batch, as ``jcnn eval`` computes them."""
+        from jcnn.train.step import eval_logits  # jcnn.train (Orbax) only when needed
+
         return eval_logits(self.model, self.variables, x, flip_tta=self.flip_tta)
 
 

@@ -137,6 +137,16 @@ def make_train_step(
     return step
 
 
+def eval_logits(model, variables, x, *, flip_tta: bool = False):
+    """Eval-mode float32 logits of a normalised batch; with `flip_tta` the mean
+    over the batch and its mirror image (what ``jcnn eval`` reports)."""
+    logits = model.apply(variables, x, train=False).astype(jnp.float32)
+    if flip_tta:
+        flipped = model.apply(variables, x[:, :, ::-1], train=False).astype(jnp.float32)
+        logits = 0.5 * (logits + flipped)
+    return logits
+
+
 def make_eval_step(model, *, num_classes: int, mean: float, std: float, flip_tta: bool = False):
     """Returns ``eval_step(state, images_u8, labels, mask) -> sums`` (not jitted).
 
@@ -147,10 +157,7 @@ def make_eval_step(model, *, num_classes: int, mean: float, std: float, flip_tta
 
     def eval_step(state: TrainState, images, labels, mask):
         x = augment.normalize(images, mean, std)
-        logits = model.apply(state.variables, x, train=False).astype(jnp.float32)
-        if flip_tta:
-            flipped = model.apply(state.variables, x[:, :, ::-1], train=False)
-            logits = 0.5 * (logits + flipped.astype(jnp.float32))
+        logits = eval_logits(model, state.variables, x, flip_tta=flip_tta)
         targets = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
         losses = optax.softmax_cross_entropy(logits, targets)
         weight = mask.astype(jnp.float32)
