@@ -238,6 +238,14 @@ def main(argv: list[str] | None = None) -> int:
         message = " ".join(str(err).split("\n")[0].split()) or type(err).__name__
         print(f"{getattr(err, 'prog', command)}: error: {message}", file=sys.stderr)
         return 2
+    except FloatingPointError as err:  # a diverged run: not a usage error
+        if "--debug" in argv:
+            raise
+        print(f"{command}: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # a second Ctrl-C during training, or one elsewhere
+        print(f"{command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

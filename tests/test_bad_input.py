@@ -268,6 +268,8 @@ SURFACES = {
          r"config: `data\.batch_size` must be an int >= 1, got 0"),
         ("validate-dataset", lambda: configs.validate({"data": {"name": "mnist"}}), ValueError,
          r"config: `data\.name` must be one of \['fashion_mnist', 'digits'\], got 'mnist'"),
+        ("validate-on_nonfinite", lambda: configs.validate({"on_nonfinite": "ignore"}),
+         ValueError, r"config: `on_nonfinite` must be one of \('stop', 'skip'\), got 'ignore'"),
         ("validate-augment", lambda: configs.validate({"data": {"augment": ("crop", "rotate")}}),
          ValueError, r"config: `data\.augment` has unknown ops \['rotate'\]; expected some of "
          r"\('crop', 'flip', 'cutout'\)"),

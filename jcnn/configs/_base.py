@@ -12,6 +12,7 @@ from jcnn.data import OPS, available
 
 PARALLEL_MODES = ("jit", "shard_map", "pmap")  # jcnn.train.parallel.MODES
 DTYPES = ("float32", "bfloat16")
+ON_NONFINITE = ("stop", "skip")
 
 
 def base() -> ml_collections.ConfigDict:
@@ -51,6 +52,9 @@ def base() -> ml_collections.ConfigDict:
     c.log_every_steps = 50
     c.checkpoint = ml_collections.ConfigDict({"keep": 3})
     c.stop_at_step = None
+    # A step whose loss, gradients or new parameters hold NaN/Inf: "stop" ends the run
+    # naming the step and the quantity; "skip" leaves the state as it was and counts it.
+    c.on_nonfinite = "stop"
     c.progress = True
     # Devices and numerics (jcnn.train.parallel): how the step spreads over the devices,
     # whether to start multi-process JAX, and the compute dtype of convs and dense layers.
@@ -104,7 +108,11 @@ def validate(config) -> ml_collections.ConfigDict:
         raise ValueError(
             f"config: `label_smoothing` must be in [0, 1), got {merged.label_smoothing!r}."
         )
-    for key, allowed in (("parallel", PARALLEL_MODES), ("dtype", DTYPES)):
+    for key, allowed in (
+        ("parallel", PARALLEL_MODES),
+        ("dtype", DTYPES),
+        ("on_nonfinite", ON_NONFINITE),
+    ):
         if merged[key] not in allowed:
             raise ValueError(f"config: `{key}` must be one of {allowed}, got {merged[key]!r}.")
     merged.lock()

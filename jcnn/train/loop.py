@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import sys
 import time
 import warnings
@@ -30,6 +29,7 @@ from jcnn import configs, models, optim
 from jcnn import data as jdata
 from jcnn.train.checkpoint import Checkpointer
 from jcnn.train.parallel import DataParallel, initialize_distributed
+from jcnn.train.preempt import Preemption
 from jcnn.train.state import TrainState, create_state
 
 
@@ -165,27 +165,69 @@ class _Log:
 
 
 class _Meter:
-    """Averages step metrics on the device and writes them every `flush`."""
+    """Collects step metrics and, every flush, checks them and writes their means.
 
-    def __init__(self, run: Run, schedule, log: _Log, bar):
+    The metrics stay on the device until a flush, so the host never waits for
+    a step. A flush finds the first step whose ``nonfinite`` code is set
+    (`jcnn.train.step.nonfinite_check`): with ``on_nonfinite="stop"`` it raises
+    `FloatingPointError` naming that step and the quantity; with ``"skip"``
+    those steps (which changed nothing) are counted as ``skipped_steps`` and
+    left out of the means. `fit` flushes before every checkpoint save, so no
+    checkpoint ever holds a state that a non-finite step produced.
+    """
+
+    def __init__(self, run: Run, schedule, log: _Log, bar, state: TrainState):
         self.run, self.schedule, self.log, self.bar = run, schedule, log, bar
-        self.sums, self.count, self.images = None, 0, 0
+        self.skip = run.config.on_nonfinite == "skip"
+        self.leaf_names = {
+            name: [jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_leaves_with_path(t)]
+            for name, t in (("params", state.params), ("batch_stats", state.batch_stats))
+        }
+        self.pending: list[tuple[int, dict]] = []
+        self.skipped_total = 0
         self.tick = time.perf_counter()
 
     def add(self, step: int, epoch: int, metrics: dict, *, flush: bool) -> None:
-        self.sums = metrics if self.sums is None else jax.tree.map(jnp.add, self.sums, metrics)
-        self.count += 1
-        self.images += self.run.config.data.batch_size
+        self.pending.append((step, metrics))
         self.bar.update(1)
-        if not flush:
+        if flush:
+            self.flush(epoch)
+
+    def _describe(self, step: int, metrics: dict) -> str:
+        from jcnn.train.step import NONFINITE
+
+        code, leaf = int(metrics["nonfinite"]), int(metrics["nonfinite_leaf"])
+        what = NONFINITE[code]
+        if code in (2, 3, 4):
+            names = self.leaf_names["batch_stats" if code == 4 else "params"]
+            what = f"{what} {names[leaf]}" if 0 <= leaf < len(names) else what
+        detail = f" (loss {float(metrics['loss'])})" if code != 1 else ""
+        return f"{what} became non-finite (NaN or Inf) in step {step}{detail}"
+
+    def flush(self, epoch: int) -> None:
+        """Checks and logs the steps since the last flush (no-op when there are none)."""
+        if not self.pending:
             return
-        means = {k: float(v) / self.count for k, v in self.sums.items()}
-        if not all(math.isfinite(v) for v in means.values()):
+        steps = [s for s, _ in self.pending]
+        host = jax.device_get([m for _, m in self.pending])
+        bad = [i for i, m in enumerate(host) if int(m["nonfinite"])]
+        if bad and not self.skip:
+            i = bad[0]
             raise FloatingPointError(
-                f"fit: non-finite training metrics at step {step}: {means}; "
-                "lower the learning rate or enable gradient clipping (optim.clip)."
+                f"fit: {self._describe(steps[i], host[i])}; stopped without saving it (the "
+                "latest checkpoint is finite). Lower the learning rate, clip the gradients "
+                "(optim.clip) or set on_nonfinite='skip'."
             )
+        good = [m for i, m in enumerate(host) if i not in set(bad)]
+        if not good:
+            raise FloatingPointError(
+                f"fit: all {len(host)} steps up to step {steps[-1]} were non-finite and "
+                f"skipped (on_nonfinite='skip'); the first: {self._describe(steps[0], host[0])}."
+            )
+        self.skipped_total += len(bad)
+        means = {k: float(np.mean([m[k] for m in good])) for k in ("loss", "accuracy", "grad_norm")}
         now = time.perf_counter()
+        step = steps[-1]
         record = {
             "step": step,
             "epoch": step / self.run.steps_per_epoch,
@@ -193,16 +235,19 @@ class _Meter:
             "train_accuracy": means["accuracy"],
             "grad_norm": means["grad_norm"],
             "lr": float(self.schedule(step - 1)),
-            "images_per_sec": self.images / (now - self.tick),
+            "images_per_sec": len(host) * self.run.config.data.batch_size / (now - self.tick),
         }
+        if self.skip:
+            record["skipped_steps"] = len(bad)
         self.log.write(record)
         self.bar.set_postfix(
             epoch=epoch + 1,
             loss=f"{record['train_loss']:.3f}",
             acc=f"{record['train_accuracy']:.3f}",
             img_s=f"{record['images_per_sec']:.0f}",
+            **({"skipped": self.skipped_total} if self.skip else {}),
         )
-        self.sums, self.count, self.images, self.tick = None, 0, 0, now
+        self.pending, self.tick = [], now
 
 
 def fit(config, workdir) -> TrainState:
@@ -211,7 +256,14 @@ def fit(config, workdir) -> TrainState:
     Prints the schedule check and a progress bar; writes ``config.json``,
     ``metrics.jsonl``, ``checkpoints/`` and ``curves.png``. Returns the final
     `TrainState`. ``config.stop_at_step`` (optional) saves and returns early,
-    as a preempted run would.
+    as a preempted run does: SIGTERM or a first SIGINT makes `fit` save at the
+    next step boundary and return (`jcnn.train.preempt`).
+
+    A step whose loss, gradients or updated parameters are NaN/Inf stops the
+    run with `FloatingPointError` naming the step and the first such quantity
+    (``config.on_nonfinite="stop"``, the default) before anything is saved; with
+    ``"skip"`` such steps leave the state unchanged and are counted in
+    ``metrics.jsonl`` (``skipped_steps``).
 
     ``config.parallel`` spreads each step over every device (`jcnn.train.parallel`;
     the global batch must be a multiple of the device count), ``config.distributed``
@@ -259,6 +311,7 @@ def fit(config, workdir) -> TrainState:
         crop_padding=config.data.crop_padding,
         cutout_size=config.data.get("cutout_size"),
         label_smoothing=config.label_smoothing,
+        skip_nonfinite=config.on_nonfinite == "skip",
     )
     evaluate = _evaluator(run)
     schedule = optim.make_schedule(
@@ -277,48 +330,56 @@ def fit(config, workdir) -> TrainState:
         mininterval=0.1 if sys.stderr.isatty() else 30.0,
     )
     metadata = {"jcnn_version": jcnn.__version__, "dataset": run.dataset}
-    meter = _Meter(run, schedule, log, bar)
-    while epoch < config.num_epochs and (stop_at is None or step < stop_at):
-        order = jdata.batch_indices(
-            config.seed,
-            epoch,
-            len(run.train.labels),
-            config.data.batch_size,
-            process_index=jax.process_index(),
-            process_count=jax.process_count(),
-        )
-        if not plan.trivial:
-            order = np.asarray(order)  # host rows, sent to each device as its shard
-        last = (
-            run.steps_per_epoch
-            if stop_at is None
-            else min(run.steps_per_epoch, first_batch + stop_at - step)
-        )
-        for b in range(first_batch, last):
-            state, metrics = train_step(state, *plan.train_batch(run.train, order[b]))
-            step += 1
-            meter.add(
-                step,
+    meter = _Meter(run, schedule, log, bar, state)
+    with Preemption() as preempt:
+        while epoch < config.num_epochs and (stop_at is None or step < stop_at):
+            order = jdata.batch_indices(
+                config.seed,
                 epoch,
-                metrics,
-                flush=step % config.log_every_steps == 0 or b == run.steps_per_epoch - 1,
+                len(run.train.labels),
+                config.data.batch_size,
+                process_index=jax.process_index(),
+                process_count=jax.process_count(),
             )
-        if last < run.steps_per_epoch:  # stopped mid-epoch (stop_at_step)
-            break
-        epoch, first_batch = epoch + 1, 0
-        if epoch % config.eval_every_epochs == 0 or epoch == config.num_epochs:
-            result = {"step": step, "epoch": epoch, **evaluate(state)}
-            log.write(result)
-            if jax.process_index() == 0:
-                bar.write(
-                    f"epoch {epoch}: test accuracy {result['test_accuracy']:.4f}, "
-                    f"test loss {result['test_loss']:.4f}"
-                )
-            ckpt.save(step, state, metadata=metadata, metrics=result)
-    bar.close()
-    if ckpt.latest_step() != step:
-        ckpt.save(step, state, metadata=metadata)
-    ckpt.close()
+            if not plan.trivial:
+                order = np.asarray(order)  # host rows, sent to each device as its shard
+            last = (
+                run.steps_per_epoch
+                if stop_at is None
+                else min(run.steps_per_epoch, first_batch + stop_at - step)
+            )
+            b = first_batch
+            while b < last:
+                state, metrics = train_step(state, *plan.train_batch(run.train, order[b]))
+                step, b = step + 1, b + 1
+                flush = step % config.log_every_steps == 0 or b == run.steps_per_epoch
+                meter.add(step, epoch, metrics, flush=flush)
+                if preempt.should_stop(sync_point=flush):
+                    break
+            if b < run.steps_per_epoch:  # stopped mid-epoch (stop_at_step or a signal)
+                break
+            epoch, first_batch = epoch + 1, 0
+            if epoch % config.eval_every_epochs == 0 or epoch == config.num_epochs:
+                result = {"step": step, "epoch": epoch, **evaluate(state)}
+                log.write(result)
+                if jax.process_index() == 0:
+                    bar.write(
+                        f"epoch {epoch}: test accuracy {result['test_accuracy']:.4f}, "
+                        f"test loss {result['test_loss']:.4f}"
+                    )
+                ckpt.save(step, state, metadata=metadata, metrics=result)
+            if preempt.should_stop(sync_point=True):
+                break
+        bar.close()
+        meter.flush(epoch)  # raises, saving nothing, if a step since the last flush failed
+        if ckpt.latest_step() != step:
+            ckpt.save(step, state, metadata=metadata)
+        ckpt.close()
+    if preempt.received:
+        say(
+            f"fit: stopped by {preempt.received} after step {step:,}; the checkpoint is saved "
+            "and the same command resumes the run."
+        )
     if jax.process_index() == 0 and epoch >= config.num_epochs:
         try:
             from jcnn.train.plot import plot_curves

@@ -74,8 +74,17 @@ def make_train_step(
     cutout_size: int | None = None,
     label_smoothing: float = 0.0,
     axis_name: str | None = None,
+    skip_nonfinite: bool = False,
 ):
     """Returns ``step(state, images_u8, labels) -> (state, metrics)`` (not jitted).
+
+    Besides ``loss``, ``accuracy`` and ``grad_norm`` the metrics carry
+    `nonfinite_check`'s ``nonfinite`` code and ``nonfinite_leaf``, so the
+    caller can name the first non-finite quantity of a step. With
+    `skip_nonfinite` a step whose code is not 0 changes nothing but the step
+    counter (the rule of ``optax.apply_if_finite``, extended to the BatchNorm
+    statistics, which a non-finite batch would poison too) and reports
+    ``skipped`` = 1.
 
     The step key ``fold_in(state.rng, state.step)`` is split into the
     augmentation key and the `dropout` rng collection. With `axis_name` the
@@ -129,12 +138,56 @@ def make_train_step(
         }
         if axis_name is not None:
             metrics = jax.lax.pmean(metrics, axis_name)
+        # From values every device shares (the averaged loss and gradients), so
+        # the code is the same on all of them.
+        check = nonfinite_check(metrics["loss"], grads, params, batch_stats)
+        if skip_nonfinite:
+            ok = check["nonfinite"] == 0
+            keep = functools.partial(jax.tree.map, lambda new, old: jnp.where(ok, new, old))
+            params = keep(params, state.params)
+            opt_state = keep(opt_state, state.opt_state)
+            batch_stats = keep(batch_stats, state.batch_stats)
+            metrics["skipped"] = 1.0 - ok.astype(jnp.float32)
+        metrics.update(check)
         new_state = state.replace(
             step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state
         )
         return new_state, metrics
 
     return step
+
+
+# What each `nonfinite` code names, in the order a step computes them.
+NONFINITE = ("", "the loss", "the gradient of", "the updated parameter", "the BatchNorm statistic")
+
+
+def _first_bad_leaf(tree):
+    """(any leaf has a NaN/Inf, index of the first such leaf in tree order or -1)."""
+    leaves = jax.tree.leaves(tree)
+    if not leaves:
+        return jnp.bool_(False), jnp.int32(-1)
+    bad = jnp.stack([~jnp.all(jnp.isfinite(leaf)) for leaf in leaves])
+    return jnp.any(bad), jnp.where(jnp.any(bad), jnp.argmax(bad), -1).astype(jnp.int32)
+
+
+def nonfinite_check(loss, grads, params, batch_stats) -> dict:
+    """Which quantity of a step first went non-finite (NaN or Inf).
+
+    Returns ``nonfinite``, an int32 index into `NONFINITE` (0: all finite;
+    1 the loss, 2 a gradient, 3 an updated parameter, 4 a BatchNorm
+    statistic; the first that applies in this order), and ``nonfinite_leaf``,
+    the index of the offending leaf in the tree order of `grads`/`params`
+    (codes 2 and 3) or `batch_stats` (code 4), else -1.
+    """
+    loss_bad = ~jnp.isfinite(loss)
+    checks = [(loss_bad, jnp.int32(-1))] + [
+        _first_bad_leaf(tree) for tree in (grads, params, batch_stats)
+    ]
+    code, leaf = jnp.int32(0), jnp.int32(-1)
+    for index, (bad, where) in reversed(list(enumerate(checks, start=1))):
+        code = jnp.where(bad, index, code)
+        leaf = jnp.where(bad, where, leaf)
+    return {"nonfinite": code, "nonfinite_leaf": leaf}
 
 
 def eval_logits(model, variables, x, *, flip_tta: bool = False):

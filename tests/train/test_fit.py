@@ -11,32 +11,9 @@ import numpy as np
 import pytest
 
 from jcnn import cli, configs, train
-from jcnn.data import find_fashion_mnist
 from jcnn.train.plot import read_metrics
-
-try:
-    find_fashion_mnist("train")
-    HAVE_FASHION = True
-except FileNotFoundError:
-    HAVE_FASHION = False
-
-needs_fashion = pytest.mark.skipif(
-    not HAVE_FASHION, reason="Fashion-MNIST not installed (make data installs it)"
-)
-
-
-def _smoke(**overrides):
-    config = configs.get("default:smoke")
-    config.unlock()
-    config.progress = False
-    for key, value in overrides.items():
-        node = config
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
-    config.lock()
-    return config
+from tests.train._smoke import needs_fashion
+from tests.train._smoke import smoke as _smoke
 
 
 @pytest.fixture(scope="module")

@@ -39,19 +39,6 @@ TIMEOUT = 300
 RTOL = 1e-4
 
 
-@pytest.fixture(scope="session")
-def xla_cache(tmp_path_factory) -> Path:
-    """One persistent compilation cache for this run's workers (shared by the
-    pytest-xdist workers too): the one-device runs of several tests compile the
-    same programs."""
-    base = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        base = base.parent  # the run's directory, above each worker's own
-    cache = base / "jcnn-xla-cache"
-    cache.mkdir(exist_ok=True)
-    return cache
-
-
 def _start(args, cache: Path, *, devices: int = 1, env: dict | None = None) -> subprocess.Popen:
     flags = f"--xla_force_host_platform_device_count={devices} --xla_backend_optimization_level=0"
     full_env = {
@@ -191,8 +178,10 @@ def test_two_processes_train_like_one(tmp_path, xla_cache):
         run = tmp_path / "multi" / mode
         _assert_close(_state(run / "state-0.npz"), expected)
         _assert_close(_state(run / "state-1.npz"), expected)
-        lines = (run / "metrics.jsonl").read_text().splitlines()
-        assert len(lines) == len(reference_lines), "metrics written by both processes?"
+        steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").open()]
+        # Written once (process 0); the run stopped at step 5 also logged the steps before it.
+        extra = [5] if mode == "jit" else []
+        assert sorted(steps) == sorted([json.loads(x)["step"] for x in reference_lines] + extra)
     # Both processes saved and pruned together: the last 2 steps are left.
     assert sorted(p.name for p in (tmp_path / "multi" / "jit" / "checkpoints").iterdir()) == [
         "16",
