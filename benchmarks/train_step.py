@@ -1,6 +1,6 @@
 """Train-step throughput of a config's model, with and without YNNPACK on XLA:CPU.
 
-Run: ``python benchmarks/train_step.py [--config default] [--steps 20]``.
+Run: ``python benchmarks/train_step.py [--config default] [--steps 20] [--ynn eltwise+reduce]``.
 Each variant runs in its own subprocess (XLA reads ``XLA_FLAGS`` once, when
 the backend starts): one jitted, donated train step of the config (its
 model, optimiser, augmentation and batch size) on real batches, the first
@@ -52,6 +52,16 @@ VARIANTS = {
 }
 
 
+def ynn_variants(spec: str) -> dict[str, str]:
+    """``--ynn eltwise+reduce,dot`` -> variants that give YNNPACK only those fusion
+    types (XLA's LibraryFusionType names, lower case, without the prefix)."""
+    variants = dict(VARIANTS)
+    for kinds in filter(None, spec.split(",")):
+        kinds = kinds.replace("+", ",")
+        variants[f"ynnpack {kinds} only"] = f"--xla_cpu_experimental_ynn_fusion_type={kinds}"
+    return variants
+
+
 def measure(config: str, steps: int, flags: str) -> dict:
     env = dict(os.environ, XLA_FLAGS=flags, JCNN_KEEP_XLA_FLAGS="1")
     out = subprocess.run(
@@ -69,13 +79,20 @@ def main(argv=None) -> None:
     parser.add_argument("--config", default="default")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--ynn",
+        default="",
+        help="extra variants: comma-separated YNNPACK fusion-type sets, '+' within a set "
+        "(e.g. eltwise+reduce,individual_convolution)",
+    )
     args = parser.parse_args(argv)
-    results = {name: [] for name in VARIANTS}
+    variants = ynn_variants(args.ynn)
+    results = {name: [] for name in variants}
     for _ in range(args.rounds):
-        for name, flags in VARIANTS.items():
+        for name, flags in variants.items():
             results[name].append(measure(args.config, args.steps, flags))
     print(f"config {args.config}: train step, {args.steps} steps x {args.rounds} rounds")
-    base = statistics.median(r["img_s"] for r in results[next(iter(VARIANTS))])
+    base = statistics.median(r["img_s"] for r in results[next(iter(variants))])
     for name, runs in results.items():
         img_s = statistics.median(r["img_s"] for r in runs)
         compile_s = statistics.median(r["compile_s"] for r in runs)

@@ -31,7 +31,9 @@ def _parse_value(text: str):
 
 
 def apply_overrides(config, overrides: list[str]):
-    """Applies ``--config.a.b=value`` overrides (values parsed as Python literals)."""
+    """Applies ``--config.a.b=value`` overrides (values parsed as Python literals;
+    a tuple field also takes comma-separated words, ``--config.data.augment=crop,flip``,
+    and an empty value for the empty tuple)."""
     import difflib
 
     config.unlock()
@@ -49,6 +51,8 @@ def apply_overrides(config, overrides: list[str]):
             node = node[part]
         value = _parse_value(text)
         value = tuple(value) if isinstance(value, list) else value
+        if isinstance(node.get(leaf), tuple) and isinstance(value, str):
+            value = tuple(v for v in value.split(",") if v)  # --config.data.augment=crop,flip
         try:
             node[leaf] = value
         except TypeError as err:  # ml_collections keeps a field's type

@@ -9,6 +9,7 @@ augmentations are functions of a PRNG key run on the device
 """
 
 # --- datasets ---
+from jcnn.data.datasets import FALLBACK_SETTINGS as FALLBACK_SETTINGS
 from jcnn.data.datasets import DatasetCorruptError as DatasetCorruptError
 from jcnn.data.datasets import DatasetFallbackWarning as DatasetFallbackWarning
 from jcnn.data.datasets import DatasetNotFoundError as DatasetNotFoundError

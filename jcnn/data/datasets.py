@@ -265,6 +265,22 @@ def pixel_stats(name: str) -> tuple[float, float]:
     return _pixel_stats_cached(name, stamp)
 
 
+# Training settings a run takes when it falls back to a dataset (`jcnn.train`),
+# replacing those of a config written for Fashion-MNIST: digits are 8x8 and not
+# mirror-symmetric (a flip changes the class of a 2 or a 7), and 1,437 training
+# images give few steps an epoch at batch 128. With these the default config
+# reaches 97.5% on digits, against 74% with its Fashion-MNIST settings
+# (5 epochs, 2026-11-30).
+FALLBACK_SETTINGS = {
+    "digits": {
+        "data.augment": ("crop",),
+        "data.crop_padding": 1,
+        "data.batch_size": 32,
+        "flip_tta": False,
+    },
+}
+
+
 def resolve_dataset(name: str, *, fallback: str = "digits") -> str:
     """Returns `name` if its files can be found, else `fallback` with one warning line.
 

@@ -69,6 +69,8 @@ def build(config, *, quiet: bool = False, plan: DataParallel | None = None) -> R
         for w in caught:
             if not quiet and jax.process_index() == 0:
                 print(str(w.message))
+        if name != config.data.name:
+            config = _fall_back(config, name, quiet=quiet)
     train_x, train_y = jdata.load(name, "train")
     test_x, test_y = jdata.load(name, "test")
     if config.data.get("train_subset"):
@@ -95,6 +97,26 @@ def build(config, *, quiet: bool = False, plan: DataParallel | None = None) -> R
         steps_per_epoch=steps,
         plan=plan,
     )
+
+
+def _fall_back(config, name: str, *, quiet: bool):
+    """`config` retargeted at dataset `name` with its `jcnn.data.FALLBACK_SETTINGS`;
+    the run's ``config.json`` then records what was trained."""
+    config = configs.from_json(config.to_json())
+    config.unlock()
+    config.data.name = name
+    settings = jdata.FALLBACK_SETTINGS.get(name, {})
+    for dotted, value in settings.items():
+        *parents, leaf = dotted.split(".")
+        node = config
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    config.lock()
+    if settings and not quiet and jax.process_index() == 0:
+        changes = ", ".join(f"{k}={v!r}" for k, v in settings.items())
+        print(f"training on {name!r} with its settings: {changes} (jcnn.data.FALLBACK_SETTINGS)")
+    return config
 
 
 def initial_state(run: Run) -> TrainState:

@@ -91,3 +91,48 @@ def test_config_validation_names_the_key():
         configs.validate({"data": {"augment": ("rotate",)}})
     for name in configs.NAMES:
         assert configs.get(f"{name}:smoke").num_epochs >= 1
+
+
+def test_cli_overrides_parse_literals_and_comma_separated_tuples():
+    config = cli.apply_overrides(
+        configs.get("default"),
+        [
+            "--config.data.augment=crop",
+            "--config.optim.lr=0.1",
+            "--config.flip_tta=False",
+            "--config.optim.schedule=cosine",
+        ],
+    )
+    assert config.data.augment == ("crop",)
+    assert config.optim.lr == 0.1 and config.flip_tta is False
+    assert config.optim.schedule == "cosine"
+    assert cli.apply_overrides(configs.get("default"), ["--config.data.augment=crop,flip,cutout"])[
+        "data"
+    ]["augment"] == ("crop", "flip", "cutout")
+    assert (
+        cli.apply_overrides(configs.get("default"), ["--config.data.augment="]).data.augment == ()
+    )
+    assert cli.apply_overrides(
+        configs.get("default"), ["--config.data.augment=['flip']"]
+    ).data.augment == ("flip",)
+
+
+def test_without_fashion_mnist_the_run_trains_on_digits_with_their_settings(
+    tmp_path, monkeypatch, capsys
+):
+    from jcnn.data import datasets
+
+    for var, place in (("JCNN_DATA_DIR", "env"), ("HOME", "home")):
+        monkeypatch.setenv(var, str(tmp_path / place))
+    monkeypatch.setattr(datasets, "SYSTEM_DATA_DIR", tmp_path / "system")
+    workdir = tmp_path / "run"
+    state = train.fit(_smoke(num_epochs=1), workdir)
+    out = capsys.readouterr().out
+    assert "Fashion-MNIST not found" in out
+    assert "training on 'digits' with its settings: data.augment=('crop',)" in out
+    saved = json.loads((workdir / "config.json").read_text())
+    assert saved["data"]["name"] == "digits" and saved["data"]["augment"] == ["crop"]
+    assert saved["data"]["batch_size"] == 32 and saved["flip_tta"] is False
+    # 512 of the 1,437 training digits in batches of 32: 16 steps.
+    assert int(state.step) == 16
+    assert train.evaluate(workdir)["step"] == 16
