@@ -73,6 +73,9 @@ CASES = [
     ((5, 6), (3, 3), 2, ((1, 2), (0, 3)), 1, 1, 2, 3),  # explicit padding
     ((7, 7), (3, 3), 1, "SAME", 1, 4, 4, 8),  # depthwise, multiplier 2
     ((6, 6), (1, 1), 1, "VALID", 1, 3, 6, 3),  # grouped 1x1
+    # Depthwise (groups == C_in) takes the shifted-slices path on CPU.
+    ((9, 8), (3, 3), 2, ((1, 2), (0, 1)), 2, 3, 3, 3),  # stride, dilation, explicit pads
+    ((8, 8), (4, 2), (2, 1), "SAME", 1, 2, 2, 6),  # even kernel, multiplier 3
 ]
 
 
@@ -129,6 +132,37 @@ def test_grouped_conv_equals_concatenated_per_group_convs():
     y = F.conv2d(x, k, groups=3)
     parts = [F.conv2d(x[..., 2 * g : 2 * g + 2], k[..., 3 * g : 3 * g + 3]) for g in range(3)]
     np.testing.assert_allclose(y, jnp.concatenate(parts, -1), rtol=1e-6, atol=1e-6)
+
+
+def test_depthwise_fast_path_equals_xla_grouped_conv_with_gradients():
+    """The CPU depthwise formulation (strided slices) == XLA's grouped
+    convolution: values and both gradients, multipliers 1 and 2."""
+    for stride, dilation, padding, mult in ((1, 1, "SAME", 1), (2, 1, "VALID", 2), (2, 2, 1, 1)):
+        x, k = normal((2, 9, 9, 4)), normal((3, 3, 1, 4 * mult), seed=1)
+        shape = F.conv2d(x, k, stride=stride, dilation=dilation, padding=padding, groups=4).shape
+
+        def ours(x, k, stride=stride, dilation=dilation, padding=padding):
+            y = F.conv2d(x, k, stride=stride, dilation=dilation, padding=padding, groups=4)
+            return jnp.sum(jnp.sin(y))
+
+        def xla(x, k, stride=stride, dilation=dilation, padding=padding):
+            pad = "SAME" if padding == "SAME" else "VALID" if padding == "VALID" else [(1, 1)] * 2
+            y = lax.conv_general_dilated(
+                x,
+                k,
+                (stride, stride),
+                pad,
+                rhs_dilation=(dilation, dilation),
+                dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                feature_group_count=4,
+            )
+            return jnp.sum(jnp.sin(y))
+
+        got = jax.value_and_grad(ours, argnums=(0, 1))(x, k)
+        want = jax.value_and_grad(xla, argnums=(0, 1))(x, k)
+        assert shape[-1] == 4 * mult
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+            np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
 
 
 def test_conv2d_gradients():
