@@ -6,7 +6,8 @@
 Variants (each in its own subprocess, alternated over `rounds`):
 
 * ``jcnn``: `jcnn.models.create` + `jcnn.train.step.make_train_step`, jitted
-  with the state donated, YNNPACK off as ``jcnn train`` runs it (`jcnn._xla`);
+  with the state donated, with the XLA:CPU flags ``jcnn train`` sets (`jcnn._xla`:
+  YNNPACK for elementwise, reduce and dot fusions, not for convolutions);
 * ``jcnn ynn-on``: the same with jaxlib's default XLA flags;
 * ``flax``: the anchor: the same architecture written here in plain
   ``flax.linen`` the way a Flax user writes it (``nn.Conv``, ``nn.BatchNorm``,
@@ -42,6 +43,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _harness as H
 
+from jcnn._xla import YNN_FLAG as JCNN_FLAGS  # what `jcnn train` sets
+
 NUM_CLASSES = 10
 LR, MOMENTUM = 0.05, 0.9
 # input (H, W, C) and default batch of each model.
@@ -55,7 +58,7 @@ MODELS = {
 DEFAULT_MODELS = ("lenet5", "cnn_small", "resnet20")
 # variant -> (framework, XLA_FLAGS)
 VARIANTS = {
-    "jcnn": ("jcnn", H.YNN_OFF),
+    "jcnn": ("jcnn", JCNN_FLAGS),
     "jcnn ynn-on": ("jcnn", ""),
     "flax": ("flax", ""),
     "flax ynn-off": ("flax", H.YNN_OFF),

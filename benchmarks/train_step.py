@@ -1,8 +1,8 @@
 """Train-step throughput of a config's model, with and without YNNPACK on XLA:CPU.
 
 Run: ``python benchmarks/train_step.py [--config default] [--steps 20] [--ynn eltwise+reduce]``.
-Each variant runs in its own subprocess (XLA reads ``XLA_FLAGS`` once, when
-the backend starts): one jitted, donated train step of the config (its
+Each variant is ``jcnn bench`` in its own subprocess (XLA reads ``XLA_FLAGS``
+once, when the backend starts): the config's jitted, donated train step (its
 model, optimiser, augmentation and batch size) on real batches, the first
 (compiling) step excluded, then the mean over `steps` steps. Variants
 alternate over `rounds` so they share the machine's load; the ratio is the
@@ -18,37 +18,12 @@ import statistics
 import subprocess
 import sys
 
-WORKER = r"""
-import json, sys, time
-import jax
-from jcnn import configs
-from jcnn import data as jdata
-from jcnn.train.loop import build, initial_state
-from jcnn.train.step import make_train_step
-
-config, steps = sys.argv[1], int(sys.argv[2])
-c = configs.get(config)
-run = build(c, quiet=True)
-state = initial_state(run)
-step = jax.jit(make_train_step(run.model, run.tx, num_classes=10, mean=run.mean, std=run.std,
-                               augment_ops=tuple(c.data.augment),
-                               crop_padding=c.data.crop_padding), donate_argnums=0)
-order = jdata.batch_indices(0, 0, len(run.train.labels), c.data.batch_size)
-t = time.perf_counter()
-state, m = step(state, *jdata.take(run.train, order[0]))
-jax.block_until_ready(m)
-compile_s = time.perf_counter() - t
-t = time.perf_counter()
-for b in range(1, steps + 1):
-    state, m = step(state, *jdata.take(run.train, order[b]))
-jax.block_until_ready(m)
-dt = (time.perf_counter() - t) / steps
-print(json.dumps({"img_s": c.data.batch_size / dt, "ms": dt * 1e3, "compile_s": compile_s}))
-"""
+from jcnn._xla import YNN_FLAG
 
 VARIANTS = {
     "ynnpack on (jaxlib default)": "",
-    "ynnpack off (jcnn train)": "--xla_cpu_experimental_ynn_fusion_type=",
+    "ynnpack off": "--xla_cpu_experimental_ynn_fusion_type=",
+    "jcnn train's flags": YNN_FLAG,
 }
 
 
@@ -63,15 +38,18 @@ def ynn_variants(spec: str) -> dict[str, str]:
 
 
 def measure(config: str, steps: int, flags: str) -> dict:
+    """`jcnn bench` of `config` in a subprocess whose ``XLA_FLAGS`` are `flags`."""
     env = dict(os.environ, XLA_FLAGS=flags, JCNN_KEEP_XLA_FLAGS="1")
     out = subprocess.run(
-        [sys.executable, "-c", WORKER, config, str(steps)],
+        [sys.executable, "-m", "jcnn.cli", "bench", f"--config={config}", f"--steps={steps}"],
         env=env,
         capture_output=True,
         text=True,
         check=True,
     )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["compile_s"] = result["first_step_s"]
+    return result
 
 
 def main(argv=None) -> None:

@@ -1,14 +1,18 @@
 """XLA:CPU settings chosen by measurement, applied by the `jcnn` command.
 
-jaxlib 0.10's CPU backend routes convolution fusions through YNNPACK. On the
-2-core CPU machines this project runs on, switching that off
-(``--xla_cpu_experimental_ynn_fusion_type=``) made the default model's train
-step ~40% faster (440 -> 630 img/s, `python benchmarks/train_step.py`), and
-jaxlib 0.10.2 has open YNNPACK crash and hang reports. XLA aborts the
-process on a flag it does not know, so the flag is only added for the jaxlib
-versions it was measured on, and never when the user already set it or sets
-``JCNN_KEEP_XLA_FLAGS=1``. It must run before the first computation (the
-backend reads ``XLA_FLAGS`` when it starts).
+jaxlib 0.10's CPU backend hands some fusions to the YNNPACK library; which
+kinds is set by ``--xla_cpu_experimental_ynn_fusion_type`` (a comma-separated
+subset of ``eltwise, reduce, dot, individual_dot, individual_convolution``).
+Measured on this project's 2-core CPU machines (`python benchmarks/train_step.py
+--ynn ...`, fwd+bwd in `benchmarks/norms.py`): YNNPACK convolutions are slower
+than XLA's own, while its reductions make BatchNorm's forward+backward ~8x
+faster (128x32x32x32: 27 ms against 214 ms with YNNPACK off). jcnn therefore
+keeps YNNPACK for elementwise, reduce and dot fusions and leaves convolutions
+to XLA (`YNN_FLAG`); see the README's benchmark section for the train-step
+figures. XLA aborts the process on a flag it does not know, so the flag is
+only added for the jaxlib versions it was measured on, and never when the
+user already set it or sets ``JCNN_KEEP_XLA_FLAGS=1``. It must run before the
+first computation (the backend reads ``XLA_FLAGS`` when it starts).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import os
 from importlib import metadata
 
-YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type="
+YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type=eltwise,reduce,dot"
 MEASURED_JAXLIB = ("0.10.",)
 
 

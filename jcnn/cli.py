@@ -74,6 +74,16 @@ def _train(args, extra) -> int:
     return 0
 
 
+def _bench(args, extra) -> int:
+    from jcnn import bench, configs
+
+    if args.steps < 1:
+        raise UsageError(f"--steps must be >= 1, got {args.steps}")
+    config = configs.validate(apply_overrides(configs.get(args.config), extra))
+    print(json.dumps(bench.bench(config, steps=args.steps)))
+    return 0
+
+
 def _eval(args, extra) -> int:
     if extra:
         raise UsageError(f"unrecognised arguments: {' '.join(extra)}")
@@ -206,6 +216,10 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate the latest checkpoint of a run")
     p.add_argument("--workdir", required=True)
     p.set_defaults(run=_eval)
+    p = sub.add_parser("bench", help="train-step and eval throughput of a config (one JSON line)")
+    p.add_argument("--config", required=True, help="name or path.py, with optional :variant")
+    p.add_argument("--steps", type=int, default=20, help="timed steps after the first")
+    p.set_defaults(run=_bench)
     p = sub.add_parser("summary", help="per-layer shapes, params, FLOPs, receptive field")
     p.add_argument("model")
     p.add_argument("--input-shape", required=True, help="H,W,C")

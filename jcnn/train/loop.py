@@ -128,6 +128,23 @@ def initial_state(run: Run) -> TrainState:
     )
 
 
+def compiled_train_step(run: Run):
+    """The jitted, state-donating ``step(state, images, labels)`` of `run`'s config."""
+    config = run.config
+    return run.plan.train_step(
+        run.model,
+        run.tx,
+        num_classes=len(jdata.class_names(run.dataset)),
+        mean=run.mean,
+        std=run.std,
+        augment_ops=tuple(config.data.augment),
+        crop_padding=config.data.crop_padding,
+        cutout_size=config.data.get("cutout_size"),
+        label_smoothing=config.label_smoothing,
+        skip_nonfinite=config.on_nonfinite == "skip",
+    )
+
+
 def params_sha256(params) -> str:
     """SHA-256 over the parameter leaves' bytes, in tree order (dtype and shape included)."""
     digest = hashlib.sha256()
@@ -323,18 +340,7 @@ def fit(config, workdir) -> TrainState:
         state, _ = ckpt.restore(state)
         say(f"resumed from step {int(state.step):,} ({workdir / 'checkpoints'})")
     log = _Log(workdir)
-    train_step = plan.train_step(
-        run.model,
-        run.tx,
-        num_classes=len(jdata.class_names(run.dataset)),
-        mean=run.mean,
-        std=run.std,
-        augment_ops=tuple(config.data.augment),
-        crop_padding=config.data.crop_padding,
-        cutout_size=config.data.get("cutout_size"),
-        label_smoothing=config.label_smoothing,
-        skip_nonfinite=config.on_nonfinite == "skip",
-    )
+    train_step = compiled_train_step(run)
     evaluate = _evaluator(run)
     schedule = optim.make_schedule(
         config.optim, steps_per_epoch=run.steps_per_epoch, num_epochs=config.num_epochs
