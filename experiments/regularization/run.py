@@ -1,0 +1,243 @@
+"""Dropout curbs overfitting on few samples; DropBlock beats it on conv maps; Disout works too.
+
+And a per-channel DropBlock mask beats one shared by the channels; Disout regularises by
+distorting units rather than dropping them.
+
+A `cnn_small`-shaped network at width 0.25 (conv8-conv8-pool-conv16-conv16-
+pool-dense32, batch norm and ReLU after each conv) trained on only 2,000
+Fashion-MNIST images for 10 epochs (SGD + momentum 0.9, lr 0.05 with cosine
+decay, batch 64), with one regulariser on the convolutional maps, all at the
+same rate 0.2: none; dropout of each unit after each pool; DropConnect on the
+kernels of the two convs before the pools; DropBlock (3x3 blocks) after each
+pool with one mask shared by the channels or one mask per channel; Disout
+(3x3 blocks replaced by noise of 1 std, per channel) after each pool. Test
+accuracy on 2,000 test images and accuracy on the 2,000 training images (eval
+mode) after training: mean ± std over seeds, and the gap between them.
+
+    python experiments/regularization/run.py [--smoke] [--seeds N] [--out DIR]
+"""
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from flax import linen as nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import _common as common
+
+from jcnn import init
+from jcnn import nn as jnn
+from jcnn.models import Parts
+from jcnn.models._parts import scaled
+
+NAME = "regularization"
+METHODS = ("none", "dropout", "dropconnect", "dropblock", "dropblock_channel", "disout")
+LABELS = {
+    "none": "none",
+    "dropout": "dropout",
+    "dropconnect": "DropConnect",
+    "dropblock": "DropBlock (shared mask)",
+    "dropblock_channel": "DropBlock (per channel)",
+    "disout": "Disout",
+}
+RATE = 0.2
+BLOCK = 3  # Parts' default for the 14x14 and 7x7 maps of 28 px inputs
+DISOUT_ALPHA = 1.0
+FULL = dict(train=2000, test=2000, epochs=10, batch=64, width=0.25)
+SMOKE = dict(train=128, test=128, epochs=1, batch=64, width=0.25)
+SMOKE_METHODS = ("dropconnect", "dropblock_channel")
+OPTIM = {"name": "sgd", "lr": 0.05, "momentum": 0.9, "schedule": "cosine"}
+
+
+class RegCNN(nn.Module):
+    """`jcnn.models.SmallCNN`'s layout with `method` on its conv maps (or conv kernels)."""
+
+    method: str = "none"
+    rate: float = RATE
+    width: float = 0.25
+    num_classes: int = 10
+
+    @nn.compact
+    def __call__(self, x, *, train: bool):
+        p = Parts()  # batch norm, ReLU, He-normal
+        layer = 0
+        for stage, features in enumerate((32, 64), start=1):
+            for i in range(2):
+                layer += 1
+                f = scaled(features, self.width)
+                if self.method == "dropconnect" and i == 1:
+                    conv = jnn.DropConnectConv2d(
+                        f,
+                        3,
+                        rate=self.rate,
+                        use_bias=False,
+                        kernel_init=init.he_normal(),
+                        name=f"conv{layer}",
+                    )
+                    x = conv(x, train=train)
+                else:
+                    x = p.conv(x, f, 3, name=f"conv{layer}")
+                x = p.normalize(x, train=train, name=f"norm{layer}")
+                x = p.activate(x, name=f"act{layer}")
+            x = jnn.MaxPool2d(2, name=f"pool{stage}")(x)
+            x = self.regularize(x, train, name=f"reg{stage}")
+        x = jnn.Flatten()(x)
+        x = p.activate(p.dense(x, scaled(128, self.width), name="fc1"), name="act5")
+        return p.dense(x, self.num_classes, name="fc2")
+
+    def regularize(self, x, train, name):
+        if self.method == "dropout":
+            return jnn.Dropout(self.rate, name=name)(x, train=train)
+        if self.method in ("dropblock", "dropblock_channel"):
+            per_channel = self.method == "dropblock_channel"
+            return jnn.DropBlock(self.rate, BLOCK, per_channel=per_channel, name=name)(
+                x, train=train
+            )
+        if self.method == "disout":
+            return jnn.Disout(self.rate, BLOCK, DISOUT_ALPHA, name=name)(x, train=train)
+        return x
+
+
+def mean_curve(curves) -> list[float]:
+    """The mean over seeds of per-epoch curves, ignoring non-finite values: a diverged
+    run's curve stops early, and its last training loss is NaN or inf."""
+    out = np.full((len(curves), max(map(len, curves))), np.nan)
+    for i, c in enumerate(curves):
+        out[i, : len(c)] = c
+    finite = [col[np.isfinite(col)] for col in out.T]
+    return [float(np.mean(v)) if v.size else float("nan") for v in finite]
+
+
+def main(argv=None) -> dict:
+    args = common.parse_args(NAME, __doc__, argv)
+    cfg = SMOKE if args.smoke else FULL
+    methods = SMOKE_METHODS if args.smoke else METHODS
+    seeds = range(args.seeds)
+    start = time.perf_counter()
+    data = common.load_data(cfg["train"], cfg["test"])
+    rows = []
+    for method in methods:
+        model = RegCNN(method=method, width=cfg["width"])
+        runs = [
+            common.train_eval(
+                model, data, epochs=cfg["epochs"], batch_size=cfg["batch"], optim=OPTIM, seed=s
+            )
+            for s in seeds
+        ]
+        test = [r["final_test_accuracy"] for r in runs]
+        train = [r["final_train_accuracy"] for r in runs]
+        rows.append(
+            {
+                "method": method,
+                "test_accuracy": test,
+                "train_accuracy": train,
+                "gap": [a - b for a, b in zip(train, test, strict=True)],
+                "test_accuracy_curve": mean_curve([r["test_accuracy"] for r in runs]),
+                "test_loss_curve": mean_curve([r["test_loss"] for r in runs]),
+                "train_loss_curve": mean_curve([r["train_loss"] for r in runs]),
+                "diverged": sum(r["diverged"] for r in runs),
+                "wall_s": sum(r["wall_s"] for r in runs),
+            }
+        )
+        print(
+            f"{method:>18}: test {common.fmt(*common.mean_std(test), scale=100)}, "
+            f"train {common.fmt(*common.mean_std(train), scale=100)}",
+            flush=True,
+        )
+    wall = time.perf_counter() - start
+    meta = {**cfg, "optim": OPTIM, "rate": RATE, "block_size": BLOCK, "alpha": DISOUT_ALPHA}
+    meta.update(seeds=args.seeds, smoke=args.smoke)
+    common.write_results(args.out, NAME, rows, table(rows, cfg), meta=meta, wall_s=wall)
+    plot(rows, cfg, args.out)
+    return {"rows": rows, "wall_s": wall}
+
+
+def table(rows, cfg) -> str:
+    by = {r["method"]: r for r in rows}
+    header = (
+        "regulariser",
+        "train acc. %",
+        "test acc. %",
+        "gap (train − test), points",
+        "test vs none",
+        "test vs dropout",
+    )
+
+    def vs(r, other):
+        if other not in by or r["method"] == other:
+            return "—"
+        return common.compare(r["test_accuracy"], by[other]["test_accuracy"])
+
+    body = [
+        (
+            LABELS[r["method"]],
+            common.fmt(*common.mean_std(r["train_accuracy"]), scale=100),
+            common.fmt(*common.mean_std(r["test_accuracy"]), scale=100),
+            common.fmt(*common.mean_std(r["gap"]), scale=100),
+            vs(r, "none"),
+            vs(r, "dropout"),
+        )
+        for r in rows
+    ]
+    extra = ""
+    if {"dropblock", "dropblock_channel"} <= set(by):
+        extra = (
+            "\n\nPer-channel vs shared DropBlock, test accuracy: "
+            + common.compare(
+                by["dropblock_channel"]["test_accuracy"], by["dropblock"]["test_accuracy"]
+            )
+            + "."
+        )
+    return (
+        f"Accuracy after {cfg['epochs']} epochs on {cfg['train']:,} training images (eval "
+        f"mode, all of them) and {cfg['test']:,} test images, mean ± std over seeds; every "
+        f"regulariser at rate {RATE}.\n\n" + common.markdown_table(header, body) + extra
+    )
+
+
+def plot(rows, cfg, out) -> None:
+    fig, axes = common.figure(1, 2, figsize=(12, 4.2))
+    epochs = np.arange(1, cfg["epochs"] + 1)
+    ax = axes[0, 0]
+    for i, r in enumerate(rows):
+        ax.plot(
+            epochs,
+            100 * np.asarray(r["test_accuracy_curve"]),
+            "-o",
+            ms=3,
+            color=f"C{i}",
+            label=LABELS[r["method"]],
+        )
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test accuracy % (mean over seeds)")
+    ax.set_title("test accuracy during training", fontsize="medium")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    ax = axes[0, 1]
+    x = np.arange(len(rows))
+    for offset, key, label in ((-0.2, "train_accuracy", "train"), (0.2, "test_accuracy", "test")):
+        stats = [common.mean_std(r[key]) for r in rows]
+        ax.bar(
+            x + offset,
+            [100 * m for m, _ in stats],
+            0.4,
+            yerr=[100 * np.nan_to_num(s) for _, s in stats],
+            capsize=3,
+            label=label,
+            color="C7" if key == "train_accuracy" else "C0",
+        )
+    ax.set_xticks(x, [LABELS[r["method"]] for r in rows], rotation=25, ha="right")
+    low = min(min(r["test_accuracy"]) for r in rows)
+    ax.set_ylim(max(0, 100 * low - 10), 100)
+    ax.set_ylabel("accuracy % (mean ± std)")
+    ax.set_title(
+        f"after {cfg['epochs']} epochs, {cfg['train']:,} training images", fontsize="medium"
+    )
+    ax.legend(fontsize="small")
+    common.savefig(fig, out / "regularization.png")
+
+
+if __name__ == "__main__":
+    main()
