@@ -491,6 +491,16 @@ def compare(a, b) -> str:
 # --- output ------------------------------------------------------------------------------
 
 
+def mean_curve(curves) -> list[float]:
+    """The mean over seeds of per-epoch curves, ignoring non-finite values: a diverged
+    run's curve stops early, and its last training loss is NaN or inf."""
+    out = np.full((len(curves), max(map(len, curves))), np.nan)
+    for i, c in enumerate(curves):
+        out[i, : len(c)] = c
+    finite = [col[np.isfinite(col)] for col in out.T]
+    return [float(np.mean(v)) if v.size else float("nan") for v in finite]
+
+
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
     """A GitHub markdown table (cells converted with `str`)."""
     lines = ["| " + " | ".join(map(str, header)) + " |", "|" + " --- |" * len(header)]

@@ -104,7 +104,7 @@ def main(argv=None) -> dict:
                 "grad_ratio": float(matched[1] / matched[-1]),
                 "grad_ratio_he": float(he_profile[1] / he_profile[-1]),
                 "test_accuracy": [r["final_test_accuracy"] for r in runs],
-                "test_accuracy_curve": np.mean([r["test_accuracy"] for r in runs], 0).tolist(),
+                "test_accuracy_curve": common.mean_curve([r["test_accuracy"] for r in runs]),
                 "diverged": sum(r["diverged"] for r in runs),
                 "wall_s": sum(r["wall_s"] for r in runs),
             }

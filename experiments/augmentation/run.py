@@ -43,16 +43,6 @@ def arms(cfg):
     return out + [(cfg["single_size"], a) for a in ("flip", "crop")]
 
 
-def mean_curve(curves) -> list[float]:
-    """The mean over seeds of per-epoch curves, ignoring non-finite values: a diverged
-    run's curve stops early, and its last training loss is NaN or inf."""
-    out = np.full((len(curves), max(map(len, curves))), np.nan)
-    for i, c in enumerate(curves):
-        out[i, : len(c)] = c
-    finite = [col[np.isfinite(col)] for col in out.T]
-    return [float(np.mean(v)) if v.size else float("nan") for v in finite]
-
-
 def main(argv=None) -> dict:
     args = common.parse_args(NAME, __doc__, argv)
     cfg = SMOKE if args.smoke else FULL
@@ -84,7 +74,7 @@ def main(argv=None) -> dict:
                 "epochs": epochs,
                 "test_accuracy": [r["final_test_accuracy"] for r in runs],
                 "train_accuracy": [r["final_train_accuracy"] for r in runs],
-                "train_loss_curve": mean_curve([r["train_loss"] for r in runs]),
+                "train_loss_curve": common.mean_curve([r["train_loss"] for r in runs]),
                 "diverged": sum(r["diverged"] for r in runs),
                 "wall_s": sum(r["wall_s"] for r in runs),
             }

@@ -56,16 +56,6 @@ def schedule(shape: str, peak: float, ratio: float, cfg) -> dict:
     return {**base, "schedule": shape, "final_lr": final}
 
 
-def mean_curve(curves) -> list[float]:
-    """The mean over seeds of per-epoch curves, ignoring non-finite values: a diverged
-    run's curve stops early, and its last training loss is NaN or inf."""
-    out = np.full((len(curves), max(map(len, curves))), np.nan)
-    for i, c in enumerate(curves):
-        out[i, : len(c)] = c
-    finite = [col[np.isfinite(col)] for col in out.T]
-    return [float(np.mean(v)) if v.size else float("nan") for v in finite]
-
-
 def arms(grid) -> list[tuple[str, str, float, float]]:
     """``(sweep, shape, peak, ratio)`` of every distinct run; the reference run once."""
     out = [("shape", s, PEAK, 1 if s == "constant" else RATIO) for s in grid["shapes"]]
@@ -111,8 +101,8 @@ def main(argv=None) -> dict:
                 "lr_curve": np.asarray(lrs, np.float64).tolist(),
                 "test_accuracy": [r["final_test_accuracy"] for r in runs],
                 "train_accuracy": [r["final_train_accuracy"] for r in runs],
-                "test_accuracy_curve": mean_curve([r["test_accuracy"] for r in runs]),
-                "train_loss_curve": mean_curve([r["train_loss"] for r in runs]),
+                "test_accuracy_curve": common.mean_curve([r["test_accuracy"] for r in runs]),
+                "train_loss_curve": common.mean_curve([r["train_loss"] for r in runs]),
                 "diverged": sum(r["diverged"] for r in runs),
                 "wall_s": sum(r["wall_s"] for r in runs),
             }

@@ -141,16 +141,6 @@ def next_rate(lrs, best):
     return None
 
 
-def mean_curve(curves) -> list[float]:
-    """The mean over seeds of per-epoch curves, ignoring non-finite values: a diverged
-    run's curve stops early, and its last training loss is NaN or inf."""
-    out = np.full((len(curves), max(map(len, curves))), np.nan)
-    for i, c in enumerate(curves):
-        out[i, : len(c)] = c
-    finite = [col[np.isfinite(col)] for col in out.T]
-    return [float(np.mean(v)) if v.size else float("nan") for v in finite]
-
-
 def main(argv=None) -> dict:
     args = common.parse_args(NAME, __doc__, argv)
     cfg = SMOKE if args.smoke else FULL
@@ -276,7 +266,7 @@ def plot(rows, cfg, out) -> None:
     ax = axes[0, 2]
     epochs = np.arange(1, cfg["epochs"] + 1)
     for r in chosen:
-        curve = 100 * np.asarray(mean_curve(r["val_accuracy_epochs"]))
+        curve = 100 * np.asarray(common.mean_curve(r["val_accuracy_epochs"]))
         ax.plot(epochs, curve, "-o", color=colors[r["optimizer"]], label=r["optimizer"])
     ax.set_xlabel("epoch")
     ax.set_xticks(epochs)

@@ -75,16 +75,6 @@ class PoolCNN(nn.Module):
         return p.dense(x, self.num_classes, name="fc2")
 
 
-def mean_curve(curves) -> list[float]:
-    """The mean over seeds of per-epoch curves, ignoring non-finite values: a diverged
-    run's curve stops early, and its last training loss is NaN or inf."""
-    out = np.full((len(curves), max(map(len, curves))), np.nan)
-    for i, c in enumerate(curves):
-        out[i, : len(c)] = c
-    finite = [col[np.isfinite(col)] for col in out.T]
-    return [float(np.mean(v)) if v.size else float("nan") for v in finite]
-
-
 def step_times(models, data, cfg) -> dict[str, float]:
     """Median ms of one jitted train step (batch `cfg["batch"]`) after warm-up, per model.
 
@@ -140,7 +130,7 @@ def main(argv=None) -> dict:
                 "step_ms": ms[name],
                 "test_accuracy": [r["final_test_accuracy"] for r in runs],
                 "train_accuracy": [r["final_train_accuracy"] for r in runs],
-                "test_accuracy_curve": mean_curve([r["test_accuracy"] for r in runs]),
+                "test_accuracy_curve": common.mean_curve([r["test_accuracy"] for r in runs]),
                 "diverged": sum(r["diverged"] for r in runs),
                 "wall_s": sum(r["wall_s"] for r in runs),
             }

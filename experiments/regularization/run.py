@@ -100,16 +100,6 @@ class RegCNN(nn.Module):
         return x
 
 
-def mean_curve(curves) -> list[float]:
-    """The mean over seeds of per-epoch curves, ignoring non-finite values: a diverged
-    run's curve stops early, and its last training loss is NaN or inf."""
-    out = np.full((len(curves), max(map(len, curves))), np.nan)
-    for i, c in enumerate(curves):
-        out[i, : len(c)] = c
-    finite = [col[np.isfinite(col)] for col in out.T]
-    return [float(np.mean(v)) if v.size else float("nan") for v in finite]
-
-
 def main(argv=None) -> dict:
     args = common.parse_args(NAME, __doc__, argv)
     cfg = SMOKE if args.smoke else FULL
@@ -134,9 +124,9 @@ def main(argv=None) -> dict:
                 "test_accuracy": test,
                 "train_accuracy": train,
                 "gap": [a - b for a, b in zip(train, test, strict=True)],
-                "test_accuracy_curve": mean_curve([r["test_accuracy"] for r in runs]),
-                "test_loss_curve": mean_curve([r["test_loss"] for r in runs]),
-                "train_loss_curve": mean_curve([r["train_loss"] for r in runs]),
+                "test_accuracy_curve": common.mean_curve([r["test_accuracy"] for r in runs]),
+                "test_loss_curve": common.mean_curve([r["test_loss"] for r in runs]),
+                "train_loss_curve": common.mean_curve([r["train_loss"] for r in runs]),
                 "diverged": sum(r["diverged"] for r in runs),
                 "wall_s": sum(r["wall_s"] for r in runs),
             }
