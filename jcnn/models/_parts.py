@@ -99,7 +99,9 @@ class Parts:
       num_groups: GroupNorm groups: the largest divisor of the channel count
         that is <= `num_groups` (32, the paper's default).
       kernel_init: name of a `jcnn.init` factory, called with its defaults
-        (He normal by default; ``"lecun_normal"`` is the one SELU assumes).
+        (He normal by default; ``"lecun_normal"`` is the one SELU assumes), or
+        an initializer itself, ``(key, shape, dtype) -> array`` such as
+        ``jcnn.init.normal(0.01)``.
       dtype: compute dtype of every layer (parameters stay float32).
       bn_axis_name: the ``shard_map``/``pmap`` axis over which every BatchNorm
         reduces its batch statistics (None: the local batch);
@@ -113,7 +115,7 @@ class Parts:
     block_size: int = 3
     disout_alpha: float = 1.0
     num_groups: int = 32
-    kernel_init: str = "he_normal"
+    kernel_init: Any = "he_normal"
     dtype: Any = None
     bn_axis_name: str | None = None
 
@@ -121,7 +123,8 @@ class Parts:
         _choice(self.norm, "norm", NORMS, optional=True)
         _choice(self.activation, "activation", ACTIVATIONS, optional=False)
         _choice(self.regularizer, "regularizer", REGULARIZERS, optional=True)
-        _choice(self.kernel_init, "kernel_init", KERNEL_INITS, optional=False)
+        if not callable(self.kernel_init):
+            _choice(self.kernel_init, "kernel_init", KERNEL_INITS, optional=False)
         check_rate(self.rate, "models")
         check_int(self.block_size, "block_size", "models")
         check_int(self.num_groups, "num_groups", "models")
@@ -139,6 +142,12 @@ class Parts:
         """How many times wider a layer feeding the activation must be."""
         return MAXOUT_PIECES if self.activation == "maxout" else 1
 
+    def initializer(self):
+        """The kernel initializer `kernel_init` names (or is)."""
+        if callable(self.kernel_init):
+            return self.kernel_init
+        return getattr(init, self.kernel_init)()
+
     # Each method below builds one layer in the calling module's compact
     # context and applies it.
 
@@ -153,14 +162,12 @@ class Parts:
             padding=padding,
             use_bias=self.norm is None if bias is None else bias,
             dtype=self.dtype,
-            kernel_init=getattr(init, self.kernel_init)(),
+            kernel_init=self.initializer(),
             name=name,
         )(x)
 
     def dense(self, x, features, *, name):
-        return jnn.Dense(
-            features, dtype=self.dtype, kernel_init=getattr(init, self.kernel_init)(), name=name
-        )(x)
+        return jnn.Dense(features, dtype=self.dtype, kernel_init=self.initializer(), name=name)(x)
 
     def normalize(self, x, *, train, name):
         if self.norm is None:

@@ -105,6 +105,7 @@ def test_unknown_override_names_it_and_the_accepted_ones():
         (dict(rate=1.5), r"`rate` must be in \[0, 1\).*got 1\.5"),
         (dict(block_size=0), r"`block_size` must be an int >= 1, got 0"),
         (dict(kernel_init="he"), r"`kernel_init` must be one of .*got 'he'"),
+        (dict(kernel_init=3), r"`kernel_init` must be one of .*got 3\."),
         (dict(width=0), r"`width` must be a number > 0 \(a multiplier\), got 0"),
         (dict(in_channels=0), r"`in_channels` must be an int >= 1, got 0"),
         (dict(disout_alpha=-1.0), r"`disout_alpha` must be a number >= 0, got -1\.0"),
@@ -252,6 +253,13 @@ def test_kernel_init_override_is_used():
     # n = 48,000 weights; sd of the sample variance ratio <= sqrt(2 / n) = 0.0065.
     w = np.asarray(params["fc1"]["kernel"], np.float64)
     assert abs(w.var() * 400 - 1) < 6 * math.sqrt(2 / w.size)
+    # An initializer itself: N(0, 0.05^2) whatever the fan-in.
+    from jcnn import init
+
+    model = models.create("lenet5", num_classes=10, kernel_init=init.normal(0.05))
+    params = jax.jit(lambda x: model.init(KEY, x, train=False))(jnp.zeros((1, 32, 32, 1)))
+    w = np.asarray(params["params"]["fc1"]["kernel"], np.float64)
+    assert abs(w.var() / 0.05**2 - 1) < 6 * math.sqrt(2 / w.size)
 
 
 def test_overridden_parts_run_and_differentiate():
