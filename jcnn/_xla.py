@@ -3,10 +3,11 @@
 jaxlib 0.10's CPU backend hands some fusions to the YNNPACK library; which
 kinds is set by ``--xla_cpu_experimental_ynn_fusion_type`` (a comma-separated
 subset of ``eltwise, reduce, dot, individual_dot, individual_convolution``).
-Measured on this project's 2-core CPU machines (`python benchmarks/train_step.py
---ynn ...`, fwd+bwd in `benchmarks/norms.py`): YNNPACK convolutions are slower
-than XLA's own, while its reductions make BatchNorm's forward+backward ~8x
-faster (128x32x32x32: 27 ms against 214 ms with YNNPACK off). jcnn therefore
+Measured on this project's 2-core CPU machine (`python benchmarks/train_step.py
+--ynn ...` and `python benchmarks/primitives.py`, quiet, 2026-11-30): YNNPACK
+convolutions are slower than XLA's own (3x3 conv fwd+bwd 29.4 against 13 ms),
+while its reductions make BatchNorm's forward+backward ~8x faster
+(128x32x32x32: 6.6 against 52 ms with YNNPACK off). jcnn therefore
 keeps YNNPACK for elementwise, reduce and dot fusions and leaves convolutions
 to XLA (`YNN_FLAG`); see the README's benchmark section for the train-step
 figures. XLA aborts the process on a flag it does not know, so the flag is

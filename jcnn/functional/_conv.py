@@ -101,9 +101,10 @@ def _depthwise_shifted(x, kernel, stride, pads, dilation):
     """Depthwise convolution as ``kh * kw`` strided slices times per-channel weights.
 
     The same function as ``conv_general_dilated`` with ``feature_group_count =
-    C_in``; on XLA:CPU it runs forward+backward 2.4-4.5x faster at stride 1 and
-    12-19x at stride 2 (3x3, batch 128, 16-32 px, 32-64 channels;
-    `benchmarks/primitives.py`), where XLA's grouped convolution is slow. A
+    C_in``; on XLA:CPU, where grouped convolution is slow, it runs
+    forward+backward 4.0x (YNNPACK off) and 6.6x (on) faster on
+    128x16x16x64, 3x3, stride 1 (`python benchmarks/primitives.py`, quiet
+    2-core machine, 2026-11-30; `benchmarks/RESULTS.md`). A
     channel multiplier ``m`` repeats each input channel ``m`` times, matching
     the output order of grouped convolution (output ``c * m + j`` reads input ``c``).
     """
