@@ -165,6 +165,56 @@ def test_depthwise_fast_path_equals_xla_grouped_conv_with_gradients():
             np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
 
 
+@pytest.mark.parametrize(
+    "hw,kernel,stride,padding,dilation",
+    [
+        ((2, 2), (3, 3), 1, "SAME", 1),  # a 3x3 conv on a 2x2 map (ResNet-18's last stage)
+        ((4, 4), (3, 3), 2, "SAME_SYMMETRIC", 1),  # stride 2 down to 2x2
+        ((3, 4), (3, 2), (2, 1), ((2, 1), (0, 1)), 1),  # explicit, asymmetric pads
+        ((3, 3), (3, 3), 1, 2, 2),  # dilated window (5) larger than the output (3)
+    ],
+)
+def test_small_map_matmul_path_equals_xla_conv_with_gradients(
+    hw, kernel, stride, padding, dilation
+):
+    """On CPU, convs whose output is shorter than the window run as one matmul of
+    the patch matrix; values and both gradients equal XLA's convolution."""
+    from jcnn.functional import _conv
+
+    x, k = normal((3, *hw, 4)), normal((*kernel, 4, 5), seed=1)
+    pads, s, d = _axis_pads(padding, hw, kernel, stride, dilation)
+    assert _conv._window_exceeds_output(x.shape, k.shape, s, pads, d)
+
+    def ours(x, k):
+        y = F.conv2d(x, k, stride=stride, padding=padding, dilation=dilation)
+        return jnp.sum(jnp.sin(y)), y
+
+    def xla(x, k):
+        y = lax.conv_general_dilated(
+            x, k, s, pads, rhs_dilation=d, dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+        return jnp.sum(jnp.sin(y)), y
+
+    (_, y), grads = jax.value_and_grad(ours, argnums=(0, 1), has_aux=True)(x, k)
+    (_, y_ref), grads_ref = jax.value_and_grad(xla, argnums=(0, 1), has_aux=True)(x, k)
+    chex.assert_shape(y, y_ref.shape)
+    np.testing.assert_allclose(y, y_ref, rtol=2e-5, atol=2e-5)
+    for a, b in zip(grads, grads_ref, strict=True):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
+
+
+def test_small_map_path_is_taken_only_where_the_window_exceeds_the_output():
+    from jcnn.functional import _conv
+
+    same = ((1, 1), (1, 1))
+    assert _conv._window_exceeds_output((8, 2, 2, 64), (3, 3, 64, 64), (1, 1), same, (1, 1))
+    assert _conv._window_exceeds_output((8, 4, 4, 64), (3, 3, 64, 64), (2, 2), same, (1, 1))
+    assert not _conv._window_exceeds_output((8, 4, 4, 64), (3, 3, 64, 64), (1, 1), same, (1, 1))
+    assert not _conv._window_exceeds_output(
+        (8, 1, 1, 64), (1, 1, 64, 64), (1, 1), ((0, 0),) * 2, (1, 1)
+    )
+
+
 def test_conv2d_gradients():
     x, k, b = normal((1, 5, 5, 2)), normal((3, 3, 1, 4), seed=1), normal((4,), seed=2)
     conv = functools.partial(F.conv2d, stride=2, padding="SAME_SYMMETRIC", dilation=1, groups=2)
