@@ -77,3 +77,35 @@ def test_primitives_benchmark_quick_run_covers_every_op():
     for op in ("conv 3x3", "conv 1x1", "depthwise 3x3", "max pool", "batch norm", "group norm"):
         assert f"| {op}" in out
     assert "float32 matmul" in out
+
+
+def _conv_profile():
+    spec = importlib.util.spec_from_file_location(
+        "jcnn_benchmarks_conv_profile", os.path.join(BENCH, "conv_profile.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_conv_profile_finds_every_resnet20_convolution():
+    # He et al. 2016 (CIFAR ResNets, 6n+2 layers, n=3): one 3x3 conv on the image, then
+    # 18 in the blocks; option-A shortcuts add none. MACs from the layer sizes:
+    # 32*32*16*3*9 + 6 * 32*32*16*16*9 + 32*32/4*32*16*9 + 5 * 16*16*32*32*9
+    # + 16*16/4*64*32*9 + 5 * 8*8*64*64*9 = 40,550,400 per image.
+    profile = _conv_profile()
+    convs = profile._convs("resnet20", 2)
+    assert sum(c["count"] for c in convs) == 19
+    assert [c["count"] for c in convs if c["first"]] == [1]
+    assert sum(c["count"] * profile._flops(c) for c in convs) == 2 * 2 * 40_550_400
+    strided = [profile._nchw(c) for c in convs if profile._nchw(c)["stride"] == [2, 2]]
+    assert [(t["c"], t["o"], t["padding"]) for t in strided] == [(16, 32, [1, 1]), (32, 64, [1, 1])]
+
+
+def test_conv_profile_quick_run_prints_the_split():
+    out = _run("conv_profile.py", "--quick", "--model", "lenet5", "--frameworks", "jcnn")
+    rows = [line for line in out.splitlines() if line.startswith("| ")]
+    # LeNet-5: conv 5x5 on the 28x28 image (padded), conv 5x5 6 -> 16; then the step table.
+    assert sum("(first)" in r for r in rows) == 1
+    assert any("5x5" in r and "-> 16" in r for r in rows)
+    assert any(r.startswith("| jcnn |") for r in rows)
