@@ -5,20 +5,23 @@ An experiment is a folder ``experiments/<name>/`` whose ``run.py`` exposes
 
     args = common.parse_args("name", __doc__, argv)        # --smoke, --seeds, --out
     data = common.load_data(train_size=4000, test_size=2000)  # balanced subsets, on the device
-    result = common.train_eval(model, data, epochs=2, batch_size=128,
-                               optim={"name": "sgd", "lr": 0.01, "momentum": 0.9}, seed=0)
-    mean, std = common.mean_std([r["final_test_accuracy"] for r in results])
+    runs = common.run_seeds(model, data, range(args.seeds), epochs=2, batch_size=128,
+                            optim={"name": "sgd", "lr": 0.01, "momentum": 0.9})
+    row = {"arm": "sgd", **common.pick(runs, "test_accuracy", "diverged", "wall_s")}
+    mean, std = common.mean_std(row["test_accuracy"])
     common.write_results(args.out, "name", rows, table, meta={...}, wall_s=...)
     common.savefig(fig, args.out / "plot.png")
 
-`train_eval` is assembled from jcnn's public training pieces
-(`jcnn.train.state.create_state`, `jcnn.train.step.make_train_step` /
-`make_eval_step`, `jcnn.data.batch_indices` / `take`,
-`jcnn.optim.make_optimizer`) and compiles one step per model and setting:
-seeds, and ``init_model`` variants of the same network, reuse it (on small
-studies the compile is most of the time). The README of each experiment
-pastes the ``results.md`` its full run wrote; ``tests/test_experiments.py``
-runs every ``run.py`` with ``--smoke`` so that none of them can rot.
+`train_eval` (one seed; `run_seeds` calls it for each) is assembled from
+jcnn's public training pieces (`jcnn.train.state.create_state`,
+`jcnn.train.step.make_train_step` / `make_eval_step`,
+`jcnn.data.batch_indices` / `take`, `jcnn.optim.make_optimizer` /
+`make_schedule`) and compiles one step per model and setting: seeds,
+``init_model`` variants of the same network and peak learning rates (of a
+constant, cosine or exponential schedule) reuse it (on small studies the
+compile is most of the time). The README of each experiment pastes the
+``results.md`` its full run wrote; ``tests/test_experiments.py`` runs every
+``run.py`` with ``--smoke`` so that none of them can rot.
 
 Reading conventions: accuracies are fractions in ``[0, 1]`` in results.json
 and percentages in the tables; ``std`` is the sample standard deviation
@@ -40,6 +43,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -173,10 +177,78 @@ def _freeze(value):
     return value
 
 
+# Schedules whose rate at every step is, to the bit, ``lr`` times the rate of the same
+# schedule at lr = 1 with its other rates divided by ``lr``: optax computes them as
+# ``init_value * shape(step)`` (tests/test_experiments_common.py checks it). For these
+# the peak rate is a traced value, so a learning-rate sweep compiles one step; the
+# others (warmup, step, one-cycle) keep their rate in the compiled step.
+_PEAK_FACTORED = ("constant", "cosine", "exponential")
+_RATE_KEYS = ("lr", "init_lr", "final_lr")
+_WARMUP_KEYS = ("warmup_epochs", "warmup_steps")  # a constant schedule rejects them
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _split_peak_rate(optim: dict) -> tuple[dict, float]:
+    """``(optim with its rates in units of the peak, the peak)`` when the schedule allows,
+    else ``(optim, 1.0)``; a rate `make_optimizer` would reject is left for it to reject."""
+    lr = optim.get("lr")
+    valid = _is_number(lr) and 0 < lr < math.inf
+    if not valid or (optim.get("schedule") or "constant") not in _PEAK_FACTORED:
+        return optim, 1.0
+    rates = {k: optim[k] / lr for k in _RATE_KEYS if _is_number(optim.get(k))}
+    return {**optim, **rates}, float(lr)
+
+
+class _PeakRateState(NamedTuple):
+    count: jax.Array
+    lr: jax.Array  # the peak rate: a traced input of the compiled step, not a constant
+
+
+def _scale_by_peak_rate(shape: optax.Schedule) -> optax.GradientTransformation:
+    """Multiplies the updates by ``lr * shape(count)``, with ``lr`` from the state.
+
+    The product is the rate optax's schedules compute for a peak of ``lr``
+    (``init_value * shape``) and it scales the updates once, as
+    ``optax.scale_by_schedule`` does, so the steps are those of the plain chain.
+    """
+
+    def init(params):
+        del params
+        return _PeakRateState(jnp.zeros([], jnp.int32), jnp.ones([], jnp.float32))
+
+    def update(updates, state, params=None):
+        del params
+        rate = state.lr * shape(state.count)
+        updates = jax.tree.map(lambda u: jnp.asarray(rate, u.dtype) * u, updates)
+        return updates, state._replace(count=optax.safe_increment(state.count))
+
+    return optax.GradientTransformation(init, update)
+
+
+def _with_peak_rate(opt_state, lr: float):
+    """`_trainer`'s optimiser state with its peak rate set to `lr`."""
+    base, peak = opt_state
+    return base, peak._replace(lr=jnp.asarray(lr, jnp.float32))
+
+
 @functools.cache
 def _trainer(model, data: Data, steps_per_epoch, epochs, batch_size, optim, augment, padding, ls):
-    """The optimiser and the jitted train and eval steps of one model and setting."""
-    tx = joptim.make_optimizer(dict(optim), steps_per_epoch=steps_per_epoch, num_epochs=epochs)
+    """The optimiser and the jitted train and eval steps of one model and setting.
+
+    The optimiser is `make_optimizer`'s chain at a constant rate of 1 (its last
+    transformation then only flips the sign) followed by the schedule of
+    `optim`, scaled by the peak rate held in the state (`_scale_by_peak_rate`).
+    """
+    cfg = dict(optim)
+    rest = {k: v for k, v in cfg.items() if k not in ("schedule", *_WARMUP_KEYS)}
+    base = joptim.make_optimizer(
+        {**rest, "lr": 1.0}, steps_per_epoch=steps_per_epoch, num_epochs=epochs
+    )
+    shape = joptim.make_schedule(cfg, steps_per_epoch=steps_per_epoch, num_epochs=epochs)
+    tx = optax.chain(base, _scale_by_peak_rate(shape))
     step = make_train_step(
         model,
         tx,
@@ -232,7 +304,9 @@ def train_eval(
         and the order of epoch ``e`` is ``jcnn.data.batch_indices(seed, e, ...)``.
       optim: a `jcnn.optim.make_optimizer` config (a plain dict), e.g.
         ``{"name": "sgd", "lr": 0.01, "momentum": 0.9}`` or with a
-        ``"schedule"``; the schedule spans ``epochs``.
+        ``"schedule"``; the schedule spans ``epochs``. With a constant, cosine
+        or exponential schedule the peak ``lr`` is an input of the compiled
+        step, not part of it: a learning-rate sweep compiles once.
       seed: the initialisation key ``jax.random.key(seed)`` and the batch order.
       augment: `jcnn.data.OPS` applied on the device in each step (e.g.
         ``("crop", "flip")``), with `crop_padding`.
@@ -260,18 +334,20 @@ def train_eval(
     start = time.perf_counter()
     n = int(data.train.labels.shape[0])
     steps_per_epoch = jdata.steps_per_epoch(n, batch_size)
+    unit_optim, lr = _split_peak_rate(dict(optim))
     tx, step, evaluate = _trainer(
         model,
         data,
         steps_per_epoch,
         epochs,
         batch_size,
-        _freeze(optim),
+        _freeze(unit_optim),
         tuple(augment),
         crop_padding,
         label_smoothing,
     )
     state = create_state(init_model or model, tx, jax.random.key(seed), data.input_shape)
+    state = state.replace(opt_state=_with_peak_rate(state.opt_state, lr))
     out = {"seed": seed, "test_accuracy": [], "test_loss": [], "train_loss": [], "grad_norm": []}
     out["train_loss_steps"], diverged_at, steps = [], None, 0
     for epoch in range(epochs):
@@ -309,6 +385,52 @@ def train_eval(
     if keep_variables:
         out["variables"] = state.variables
     return out
+
+
+def run_seeds(model: nn.Module, data: Data, seeds, **train_eval_kwargs) -> dict:
+    """`train_eval` of `model` from each of `seeds`, summarised as results.json reports an arm.
+
+    `train_eval_kwargs` are `train_eval`'s (``epochs``, ``batch_size``,
+    ``optim``, ...); every seed compiles nothing new. A study's row takes the
+    keys it reports with `pick`.
+
+    Returns:
+      A dict. Per seed, lists in the order of `seeds`: ``test_accuracy`` and
+      ``train_accuracy`` (final; None entries without `eval_train`),
+      ``test_accuracy_epochs`` and ``train_loss_epochs`` (per evaluated
+      epoch, per epoch), ``diverged_at_step``, and ``variables`` with
+      ``keep_variables=True``. Over the seeds: ``test_accuracy_curve``,
+      ``test_loss_curve`` and ``train_loss_curve`` (`mean_curve` of the
+      per-epoch values), ``train_loss_steps_curve`` (the mean loss of every
+      training step, up to the shortest run: a diverged run stops early),
+      ``diverged`` (how many runs diverged) and ``wall_s`` (their total).
+    """
+    runs = [train_eval(model, data, seed=seed, **train_eval_kwargs) for seed in seeds]
+    if not runs:
+        raise ValueError("run_seeds: `seeds` is empty; give at least one seed.")
+    steps = [r["train_loss_steps"] for r in runs]
+    shortest = min(map(len, steps))
+    out = {
+        "test_accuracy": [r["final_test_accuracy"] for r in runs],
+        "train_accuracy": [r["final_train_accuracy"] for r in runs],
+        "test_accuracy_epochs": [r["test_accuracy"] for r in runs],
+        "train_loss_epochs": [r["train_loss"] for r in runs],
+        "diverged_at_step": [r["diverged_at_step"] for r in runs],
+        "test_accuracy_curve": mean_curve([r["test_accuracy"] for r in runs]),
+        "test_loss_curve": mean_curve([r["test_loss"] for r in runs]),
+        "train_loss_curve": mean_curve([r["train_loss"] for r in runs]),
+        "train_loss_steps_curve": np.mean([s[:shortest] for s in steps], 0).tolist(),
+        "diverged": sum(r["diverged"] for r in runs),
+        "wall_s": sum(r["wall_s"] for r in runs),
+    }
+    if train_eval_kwargs.get("keep_variables"):
+        out["variables"] = [r["variables"] for r in runs]
+    return out
+
+
+def pick(summary: dict, *keys: str) -> dict:
+    """The entries `keys` of `summary` (e.g. of `run_seeds`), in that order."""
+    return {key: summary[key] for key in keys}
 
 
 # --- networks ----------------------------------------------------------------------------
@@ -499,6 +621,15 @@ def mean_curve(curves) -> list[float]:
         out[i, : len(c)] = c
     finite = [col[np.isfinite(col)] for col in out.T]
     return [float(np.mean(v)) if v.size else float("nan") for v in finite]
+
+
+def downsample(curve, points: int) -> list[float]:
+    """`curve` averaged over at most `points` equal windows (a per-step curve for the
+    JSON and the plot); a curve that short already comes back as it is."""
+    curve = np.asarray(curve, np.float64)
+    if len(curve) <= points:
+        return curve.tolist()
+    return [float(w.mean()) for w in np.array_split(curve, points)]
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:

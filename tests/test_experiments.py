@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -61,15 +60,3 @@ def test_smoke_run_writes_table_and_plot(script, tmp_path):
     assert pngs, "no PNG written"
     for png in pngs:
         assert png.read_bytes()[:8] == PNG_MAGIC, f"{png.name} is not a PNG"
-
-
-def test_mean_curve_averages_ragged_curves_and_skips_non_finite_values():
-    sys.path.insert(0, str(EXPERIMENTS))
-    try:
-        import _common
-    finally:
-        sys.path.remove(str(EXPERIMENTS))
-    # Seed 2 diverged after epoch 2 (its curve stops; its last loss is inf).
-    curves = [[1.0, 2.0, 3.0], [3.0, 4.0, 5.0], [2.0, float("inf")]]
-    assert _common.mean_curve(curves) == [2.0, 3.0, 4.0]
-    assert math.isnan(_common.mean_curve([[float("nan")], [float("nan")]])[0])

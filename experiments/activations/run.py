@@ -42,7 +42,7 @@ SATURATING = ("sigmoid", "tanh")
 # (no normalisation) nets with; the same for every arm, not tuned.
 OPTIM = {"name": "sgd", "lr": 0.01, "momentum": 0.9}
 FULL = dict(depth=20, width=16, train=4000, test=2000, epochs=3, batch=64, probe=128)
-SMOKE = dict(depth=3, width=4, train=256, test=256, epochs=1, batch=64, probe=32)
+SMOKE = dict(depth=3, width=4, train=128, test=128, epochs=1, batch=64, probe=32)
 SMOKE_ACTIVATIONS = ("relu", "selu")  # He and non-He paths, the `vs relu` column
 
 
@@ -81,18 +81,15 @@ def main(argv=None) -> dict:
         matched, stds = profile(model, model, x, y, seeds)
         he = model.clone(parts=Parts(norm=None, activation=act, kernel_init="he_normal"))
         he_profile = matched if init_of(act) == "he_normal" else profile(model, he, x, y, seeds)[0]
-        runs = [
-            common.train_eval(
-                model,
-                data,
-                epochs=cfg["epochs"],
-                batch_size=cfg["batch"],
-                optim=OPTIM,
-                seed=seed,
-                eval_train=False,
-            )
-            for seed in seeds
-        ]
+        runs = common.run_seeds(
+            model,
+            data,
+            seeds,
+            epochs=cfg["epochs"],
+            batch_size=cfg["batch"],
+            optim=OPTIM,
+            eval_train=False,
+        )
         rows.append(
             {
                 "activation": act,
@@ -103,10 +100,7 @@ def main(argv=None) -> dict:
                 # Conv 1 sees 1 input channel; convs 2.. all have the same kernel shape.
                 "grad_ratio": float(matched[1] / matched[-1]),
                 "grad_ratio_he": float(he_profile[1] / he_profile[-1]),
-                "test_accuracy": [r["final_test_accuracy"] for r in runs],
-                "test_accuracy_curve": common.mean_curve([r["test_accuracy"] for r in runs]),
-                "diverged": sum(r["diverged"] for r in runs),
-                "wall_s": sum(r["wall_s"] for r in runs),
+                **common.pick(runs, "test_accuracy", "test_accuracy_curve", "diverged", "wall_s"),
             }
         )
         print(

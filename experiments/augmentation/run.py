@@ -30,7 +30,8 @@ AUGMENTS = {"none": (), "flip": ("flip",), "crop": ("crop",), "flip + crop": ("f
 CROP_PADDING = 2
 OPTIM = {"name": "sgd", "lr": 0.02, "momentum": 0.9, "schedule": "cosine"}
 FULL = dict(sizes=(500, 2000, 6000), single_size=2000, images_seen=12000, test=2000, batch=50)
-SMOKE = dict(sizes=(100,), single_size=None, images_seen=200, test=128, batch=50)
+# The test set as large as the training set: one compiled eval step serves both.
+SMOKE = dict(sizes=(100,), single_size=None, images_seen=100, test=100, batch=50)
 WIDTH = 0.25
 
 
@@ -53,31 +54,20 @@ def main(argv=None) -> dict:
     rows = []
     for size, aug in arms(cfg):
         epochs = cfg["images_seen"] // size  # the sizes divide the budget and the batch
-        runs = [
-            common.train_eval(
-                model,
-                datasets[size],
-                epochs=epochs,
-                batch_size=cfg["batch"],
-                optim=OPTIM,
-                seed=seed,
-                augment=AUGMENTS[aug],
-                crop_padding=CROP_PADDING,
-                eval_every_epoch=False,
-            )
-            for seed in seeds
-        ]
+        runs = common.run_seeds(
+            model,
+            datasets[size],
+            seeds,
+            epochs=epochs,
+            batch_size=cfg["batch"],
+            optim=OPTIM,
+            augment=AUGMENTS[aug],
+            crop_padding=CROP_PADDING,
+            eval_every_epoch=False,
+        )
+        keys = ("test_accuracy", "train_accuracy", "train_loss_curve", "diverged", "wall_s")
         rows.append(
-            {
-                "train_size": size,
-                "augment": aug,
-                "epochs": epochs,
-                "test_accuracy": [r["final_test_accuracy"] for r in runs],
-                "train_accuracy": [r["final_train_accuracy"] for r in runs],
-                "train_loss_curve": common.mean_curve([r["train_loss"] for r in runs]),
-                "diverged": sum(r["diverged"] for r in runs),
-                "wall_s": sum(r["wall_s"] for r in runs),
-            }
+            {"train_size": size, "augment": aug, "epochs": epochs, **common.pick(runs, *keys)}
         )
         acc = common.fmt(*common.mean_std(rows[-1]["test_accuracy"]), scale=100)
         print(f"{size:>6} images, {aug:>11}: test {acc}", flush=True)

@@ -47,7 +47,7 @@ EXPECTED = {"tanh": "xavier_normal", "relu": "he_normal", "selu": "lecun_normal"
 SATURATED_SLOPE = 0.05
 OPTIM = {"name": "sgd", "lr": 0.01, "momentum": 0.9}  # as in the activations study
 FULL = dict(depth=20, width=16, train=4000, test=2000, epochs=3, batch=64, probe=128)
-SMOKE = dict(depth=3, width=4, train=256, test=256, epochs=1, batch=64, probe=32)
+SMOKE = dict(depth=3, width=4, train=128, test=128, epochs=1, batch=64, probe=32)
 SMOKE_GRID = (("relu",), ("xavier_normal", "he_normal"))
 
 
@@ -83,28 +83,23 @@ def main(argv=None) -> dict:
         for name in inits:
             init_model = model.clone(kernel_init=INITS[name][0]())
             stds, saturated = signal_profile(model, init_model, act, x, seeds)
-            runs = [
-                common.train_eval(
-                    model,
-                    data,
-                    epochs=cfg["epochs"],
-                    batch_size=cfg["batch"],
-                    optim=OPTIM,
-                    seed=seed,
-                    eval_train=False,
-                    init_model=init_model,
-                )
-                for seed in seeds
-            ]
+            runs = common.run_seeds(
+                model,
+                data,
+                seeds,
+                epochs=cfg["epochs"],
+                batch_size=cfg["batch"],
+                optim=OPTIM,
+                eval_train=False,
+                init_model=init_model,
+            )
             rows.append(
                 {
                     "activation": act,
                     "init": name,
                     "act_std": stds.tolist(),
                     "saturated_last": saturated,
-                    "test_accuracy": [r["final_test_accuracy"] for r in runs],
-                    "diverged": sum(r["diverged"] for r in runs),
-                    "wall_s": sum(r["wall_s"] for r in runs),
+                    **common.pick(runs, "test_accuracy", "diverged", "wall_s"),
                 }
             )
             acc = common.fmt(*common.mean_std(rows[-1]["test_accuracy"]), scale=100)

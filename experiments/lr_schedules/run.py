@@ -38,8 +38,17 @@ SHAPES = ("constant", "step", "exponential", "cosine", "warmup_cosine")
 RATIOS = (1, 10, 100, 1000)
 PEAKS = (1.0, 0.1, 0.01, 0.001, 0.0001)
 FULL = dict(train=2000, test=2000, epochs=4, batch=64, width=0.25, warmup_epochs=0.5)
-SMOKE = dict(FULL, train=128, test=128, epochs=2)
-SMOKE_GRID = dict(shapes=("constant", "cosine"), ratios=(1, 100), peaks=(0.1,))
+SMOKE = dict(FULL, train=128, test=128, epochs=1)
+# Two peaks of one shape: two arms, one compiled step (the peak rate is traced).
+SMOKE_GRID = dict(shapes=("cosine",), ratios=(RATIO,), peaks=(PEAK, PEAK / 10))
+SUMMARY = (
+    "test_accuracy",
+    "train_accuracy",
+    "test_accuracy_curve",
+    "train_loss_curve",
+    "diverged",
+    "wall_s",
+)  # the keys of `common.run_seeds` each row reports
 
 
 def schedule(shape: str, peak: float, ratio: float, cfg) -> dict:
@@ -76,17 +85,9 @@ def main(argv=None) -> dict:
     rows = []
     for sweep, shape, peak, ratio in arms(grid):
         optim = schedule(shape, peak, ratio, cfg)
-        runs = [
-            common.train_eval(
-                model,
-                data,
-                epochs=cfg["epochs"],
-                batch_size=cfg["batch"],
-                optim=optim,
-                seed=seed,
-            )
-            for seed in seeds
-        ]
+        runs = common.run_seeds(
+            model, data, seeds, epochs=cfg["epochs"], batch_size=cfg["batch"], optim=optim
+        )
         sched = joptim.make_schedule(
             optim, steps_per_epoch=steps_per_epoch, num_epochs=cfg["epochs"]
         )
@@ -99,12 +100,7 @@ def main(argv=None) -> dict:
                 "ratio": ratio,
                 "optim": optim,
                 "lr_curve": np.asarray(lrs, np.float64).tolist(),
-                "test_accuracy": [r["final_test_accuracy"] for r in runs],
-                "train_accuracy": [r["final_train_accuracy"] for r in runs],
-                "test_accuracy_curve": common.mean_curve([r["test_accuracy"] for r in runs]),
-                "train_loss_curve": common.mean_curve([r["train_loss"] for r in runs]),
-                "diverged": sum(r["diverged"] for r in runs),
-                "wall_s": sum(r["wall_s"] for r in runs),
+                **common.pick(runs, *SUMMARY),
             }
         )
         acc = common.fmt(*common.mean_std(rows[-1]["test_accuracy"]), scale=100)

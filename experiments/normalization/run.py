@@ -54,7 +54,7 @@ SMOKE = dict(
     train=128,
     test=128,
     epochs=1,
-    lrs=(0.0125,),
+    lrs=(0.0125, 0.05),  # two rates to choose from; one compiled step per norm
     batches=(32,),
     norms=("BN", "GN"),
     activations=("relu",),
@@ -73,43 +73,22 @@ def make_model(norm: str, activation: str, cfg):
     )
 
 
-def downsample(curve, points: int = CURVE_POINTS) -> list[float]:
-    """`curve` averaged over at most `points` equal windows (for the JSON and the plot)."""
-    curve = np.asarray(curve, np.float64)
-    if len(curve) <= points:
-        return curve.tolist()
-    return [float(w.mean()) for w in np.array_split(curve, points)]
-
-
 def arm(data, cfg, seeds, *, part, norm, lr, batch, activation="relu") -> dict:
     """One setting trained from every seed: the row of results.json."""
     model = make_model(norm, activation, cfg)
     optim = {"name": "sgd", "lr": lr, "momentum": MOMENTUM}
-    runs = [
-        common.train_eval(
-            model,
-            data,
-            epochs=cfg["epochs"],
-            batch_size=batch,
-            optim=optim,
-            seed=seed,
-            eval_train=False,
-        )
-        for seed in seeds
-    ]
-    losses = [r["train_loss_steps"] for r in runs]
-    full = min(map(len, losses))  # a diverged run stops early
+    runs = common.run_seeds(
+        model, data, seeds, epochs=cfg["epochs"], batch_size=batch, optim=optim, eval_train=False
+    )
     row = {
         "part": part,
         "norm": norm,
         "activation": activation,
         "lr": lr,
         "batch": batch,
-        "test_accuracy": [r["final_test_accuracy"] for r in runs],
-        "test_accuracy_epochs": [r["test_accuracy"] for r in runs],
-        "train_loss_curve": downsample(np.mean([c[:full] for c in losses], 0)),
-        "diverged": sum(r["diverged"] for r in runs),
-        "wall_s": sum(r["wall_s"] for r in runs),
+        **common.pick(runs, "test_accuracy", "test_accuracy_epochs"),
+        "train_loss_curve": common.downsample(runs["train_loss_steps_curve"], CURVE_POINTS),
+        **common.pick(runs, "diverged", "wall_s"),
     }
     acc = common.fmt(*common.mean_std(row["test_accuracy"]), scale=100)
     print(f"{part} {norm:>4} {activation:>7} lr {lr:<7g} batch {batch:>3}: {acc}", flush=True)

@@ -40,7 +40,10 @@ OPTIMIZERS = {
 }
 FULL = dict(train=2000, val=1000, test=2000, epochs=3, batch=64, width=0.25)
 SMOKE = dict(train=192, val=64, test=128, epochs=1, batch=64, width=0.25)
-SMOKE_OPTIMIZERS = ("SGD", "Adam")
+# The reference of the `vs momentum` column and another; one rate each, extended once, so
+# that the sweep has two arms to choose from (one compiled step per optimiser).
+SMOKE_OPTIMIZERS = ("momentum", "Adam")
+SMOKE_EXTENSIONS = 1
 CURVE_POINTS = 150
 # A best rate at an end of the sweep adds the next half-decade rate beyond it, at most
 # this many times per optimiser (the initial grids are a guess; the optimum must be inside).
@@ -91,39 +94,27 @@ def accuracy(model, variables, data: common.Data, part: jdata.DeviceData) -> flo
     return correct / n
 
 
-def downsample(curve, points: int = CURVE_POINTS) -> list[float]:
-    curve = np.asarray(curve, np.float64)
-    if len(curve) <= points:
-        return curve.tolist()
-    return [float(w.mean()) for w in np.array_split(curve, points)]
-
-
 def sweep_point(name, base, lr, model, data, test, cfg, seeds) -> dict:
     """One optimiser at one learning rate, from every seed: its row of results.json."""
-    runs = [
-        common.train_eval(
-            model,
-            data,
-            epochs=cfg["epochs"],
-            batch_size=cfg["batch"],
-            optim={**base, "lr": lr},
-            seed=seed,
-            eval_train=False,
-            keep_variables=True,
-        )
-        for seed in seeds
-    ]
-    losses = [r["train_loss_steps"] for r in runs]
-    full = min(map(len, losses))
+    runs = common.run_seeds(
+        model,
+        data,
+        seeds,
+        epochs=cfg["epochs"],
+        batch_size=cfg["batch"],
+        optim={**base, "lr": lr},
+        eval_train=False,
+        keep_variables=True,
+    )
     row = {
         "optimizer": name,
         "lr": lr,
-        "val_accuracy": [r["final_test_accuracy"] for r in runs],
-        "val_accuracy_epochs": [r["test_accuracy"] for r in runs],
-        "test_accuracy": [accuracy(model, r.pop("variables"), data, test) for r in runs],
-        "train_loss_curve": downsample(np.mean([c[:full] for c in losses], 0)),
-        "diverged": sum(r["diverged"] for r in runs),
-        "wall_s": sum(r["wall_s"] for r in runs),
+        # `data.test` is the validation set (`load_split`); the test set comes apart.
+        "val_accuracy": runs["test_accuracy"],
+        "val_accuracy_epochs": runs["test_accuracy_epochs"],
+        "test_accuracy": [accuracy(model, v, data, test) for v in runs.pop("variables")],
+        "train_loss_curve": common.downsample(runs["train_loss_steps_curve"], CURVE_POINTS),
+        **common.pick(runs, "diverged", "wall_s"),
     }
     val = common.fmt(*common.mean_std(row["val_accuracy"]), scale=100)
     print(f"{name:>9} lr {lr:<7g}: val {val}", flush=True)
@@ -160,7 +151,7 @@ def main(argv=None) -> dict:
                     mine[lr] = sweep_point(name, base, lr, model, data, test, cfg, seeds)
             best = max(lrs, key=lambda lr: np.mean(mine[lr]["val_accuracy"]))
             extra = next_rate(lrs, best)
-            if extra is None or extensions == (0 if args.smoke else MAX_EXTENSIONS):
+            if extra is None or extensions == (SMOKE_EXTENSIONS if args.smoke else MAX_EXTENSIONS):
                 break
             lrs, extensions = sorted([*lrs, extra]), extensions + 1
         for lr in lrs:

@@ -116,23 +116,17 @@ def main(argv=None) -> dict:
     rows = []
     for name, model in models.items():
         summary = summarize(model, data.input_shape)
-        runs = [
-            common.train_eval(
-                model, data, epochs=cfg["epochs"], batch_size=cfg["batch"], optim=OPTIM, seed=s
-            )
-            for s in seeds
-        ]
+        runs = common.run_seeds(
+            model, data, seeds, epochs=cfg["epochs"], batch_size=cfg["batch"], optim=OPTIM
+        )
+        keys = ("test_accuracy", "train_accuracy", "test_accuracy_curve", "diverged", "wall_s")
         rows.append(
             {
                 "downsampling": name,
                 "params": int(summary.total_params),
                 "flops": int(summary.total_flops),
                 "step_ms": ms[name],
-                "test_accuracy": [r["final_test_accuracy"] for r in runs],
-                "train_accuracy": [r["final_train_accuracy"] for r in runs],
-                "test_accuracy_curve": common.mean_curve([r["test_accuracy"] for r in runs]),
-                "diverged": sum(r["diverged"] for r in runs),
-                "wall_s": sum(r["wall_s"] for r in runs),
+                **common.pick(runs, *keys),
             }
         )
         acc = common.fmt(*common.mean_std(rows[-1]["test_accuracy"]), scale=100)

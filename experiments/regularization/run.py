@@ -48,6 +48,7 @@ DISOUT_ALPHA = 1.0
 FULL = dict(train=2000, test=2000, epochs=10, batch=64, width=0.25)
 SMOKE = dict(train=128, test=128, epochs=1, batch=64, width=0.25)
 SMOKE_METHODS = ("dropconnect", "dropblock_channel")
+CURVES = ("test_accuracy_curve", "test_loss_curve", "train_loss_curve")
 OPTIM = {"name": "sgd", "lr": 0.05, "momentum": 0.9, "schedule": "cosine"}
 
 
@@ -110,25 +111,17 @@ def main(argv=None) -> dict:
     rows = []
     for method in methods:
         model = RegCNN(method=method, width=cfg["width"])
-        runs = [
-            common.train_eval(
-                model, data, epochs=cfg["epochs"], batch_size=cfg["batch"], optim=OPTIM, seed=s
-            )
-            for s in seeds
-        ]
-        test = [r["final_test_accuracy"] for r in runs]
-        train = [r["final_train_accuracy"] for r in runs]
+        runs = common.run_seeds(
+            model, data, seeds, epochs=cfg["epochs"], batch_size=cfg["batch"], optim=OPTIM
+        )
+        test, train = runs["test_accuracy"], runs["train_accuracy"]
         rows.append(
             {
                 "method": method,
                 "test_accuracy": test,
                 "train_accuracy": train,
                 "gap": [a - b for a, b in zip(train, test, strict=True)],
-                "test_accuracy_curve": common.mean_curve([r["test_accuracy"] for r in runs]),
-                "test_loss_curve": common.mean_curve([r["test_loss"] for r in runs]),
-                "train_loss_curve": common.mean_curve([r["train_loss"] for r in runs]),
-                "diverged": sum(r["diverged"] for r in runs),
-                "wall_s": sum(r["wall_s"] for r in runs),
+                **common.pick(runs, *CURVES, "diverged", "wall_s"),
             }
         )
         print(

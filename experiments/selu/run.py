@@ -37,7 +37,7 @@ INPUT_SCALES = (0.5, 1.0, 2.0)
 # SGD + momentum at lr 0.01 (the default rate of SGD in most libraries), all arms.
 OPTIM = {"name": "sgd", "lr": 0.01, "momentum": 0.9}
 FULL = dict(depth=32, width=256, train=8000, test=2000, epochs=3, batch=128, probe=512)
-SMOKE = dict(depth=3, width=4, train=256, test=256, epochs=1, batch=64, probe=64)
+SMOKE = dict(depth=3, width=4, train=128, test=128, epochs=1, batch=64, probe=64)
 SMOKE_ARMS = ("SELU + LeCun", "ReLU + BN + He")  # the reference and the batch-norm path
 
 
@@ -68,23 +68,20 @@ def main(argv=None) -> dict:
                 means, variances = layer_stats(model, variables, s * x, train=train)
                 at_init[s][0].append(means)
                 at_init[s][1].append(variances)
-        runs = [
-            common.train_eval(
-                model,
-                data,
-                epochs=cfg["epochs"],
-                batch_size=cfg["batch"],
-                optim=OPTIM,
-                seed=seed,
-                keep_variables=True,
-            )
-            for seed in seeds
-        ]
+        runs = common.run_seeds(
+            model,
+            data,
+            seeds,
+            epochs=cfg["epochs"],
+            batch_size=cfg["batch"],
+            optim=OPTIM,
+            keep_variables=True,
+        )
         # A diverged run's weights are not finite: its statistics would be NaN.
         trained = [
-            layer_stats(model, r.pop("variables"), x, train=False)
-            for r in runs
-            if not r["diverged"]
+            layer_stats(model, variables, x, train=False)
+            for variables, at in zip(runs.pop("variables"), runs["diverged_at_step"], strict=True)
+            if at is None
         ]
         nan = [math.nan] * cfg["depth"]
         rows.append(
@@ -96,12 +93,11 @@ def main(argv=None) -> dict:
                 "trained_var": np.mean([v for _, v in trained], 0).tolist() if trained else nan,
                 "trained_runs": len(trained),
                 "trained_var_runs": [v for _, v in trained],
-                "test_accuracy": [r["final_test_accuracy"] for r in runs],
-                "train_accuracy": [r["final_train_accuracy"] for r in runs],
-                "diverged": sum(r["diverged"] for r in runs),
-                "diverged_at_step": [r["diverged_at_step"] for r in runs],
-                "train_loss": [r["train_loss"] for r in runs],
-                "wall_s": sum(r["wall_s"] for r in runs),
+                **common.pick(
+                    runs, "test_accuracy", "train_accuracy", "diverged", "diverged_at_step"
+                ),
+                "train_loss": runs["train_loss_epochs"],
+                "wall_s": runs["wall_s"],
             }
         )
         acc = common.fmt(*common.mean_std(rows[-1]["test_accuracy"]), scale=100)

@@ -1,0 +1,196 @@
+"""The harness of the experiments, `experiments/_common.py`, on a tiny synthetic problem.
+
+The training checks compare with jcnn's own path (`make_optimizer`'s chain,
+`make_train_step`, `create_state` and the batch order of `train_eval`'s
+contract), which is what the studies' committed results were trained with.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jcnn import data as jdata
+from jcnn import optim as joptim
+from jcnn.models import Parts
+from jcnn.train.state import create_state
+from jcnn.train.step import make_train_step
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+try:
+    import _common as common
+finally:
+    sys.path.pop(0)
+
+EPOCHS, BATCH, N = 2, 8, 32  # 4 steps an epoch, 8 in all
+MODEL = common.MLP(depth=1, width=8, parts=Parts(norm=None, activation="relu"), num_classes=4)
+# The update of every step (momentum, Adam, weight decay) times a rate that is
+# the peak times a shape: `make_optimizer`'s constant rate, a cosine and an
+# exponential decay (the peak is traced), and a warmup (it is not).
+CONFIGS = {
+    "momentum": {"name": "sgd", "lr": 0.05, "momentum": 0.9},
+    "adamw_cosine": {
+        "name": "adamw",
+        "lr": 3e-3,
+        "weight_decay": 1e-2,
+        "schedule": "cosine",
+        "final_lr": 3e-5,
+    },
+    "decay_exponential": {
+        "name": "sgd",
+        "lr": 0.1,
+        "weight_decay": 1e-3,
+        "schedule": "exponential",
+        "decay_rate": 0.5,
+    },
+    "warmup_cosine": {"name": "sgd", "lr": 0.1, "schedule": "warmup_cosine", "warmup_steps": 2},
+}
+
+
+@pytest.fixture(scope="module")
+def data() -> common.Data:
+    rng = np.random.default_rng(0)
+    parts = [
+        jdata.to_device(
+            rng.integers(0, 256, (n, 6, 6, 1), dtype=np.uint8),
+            rng.integers(0, 4, n).astype(np.int32),
+        )
+        for n in (N, 16)
+    ]
+    return common.Data("synthetic", *parts, mean=127.5, std=73.9, num_classes=4)
+
+
+def reference_run(data, optim, seed: int = 0):
+    """Final params and per-step losses of jcnn's plain loop with `make_optimizer`'s chain."""
+    steps_per_epoch = N // BATCH
+    tx = joptim.make_optimizer(optim, steps_per_epoch=steps_per_epoch, num_epochs=EPOCHS)
+    step = jax.jit(make_train_step(MODEL, tx, num_classes=4, mean=data.mean, std=data.std))
+    state = create_state(MODEL, tx, jax.random.key(seed), data.input_shape)
+    losses = []
+    for epoch in range(EPOCHS):
+        order = jdata.batch_indices(seed, epoch, N, BATCH)
+        for b in range(steps_per_epoch):
+            state, metrics = step(state, *jdata.take(data.train, order[b]))
+            losses.append(float(metrics["loss"]))
+    return state.params, losses
+
+
+def train(data, optim, **kwargs) -> dict:
+    return common.train_eval(
+        MODEL, data, epochs=EPOCHS, batch_size=BATCH, optim=optim, seed=0, **kwargs
+    )
+
+
+@contextlib.contextmanager
+def count_compiles():
+    """Counts XLA compilations (every jitted function and shape) inside the block."""
+    count = [0]
+
+    def listener(event, _duration, **_):
+        count[0] += event == "/jax/core/compile/backend_compile_duration"
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield count
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_train_eval_matches_the_plain_optimizer_chain(data, name):
+    result = train(data, CONFIGS[name], keep_variables=True)
+    params, losses = reference_run(data, CONFIGS[name])
+    # The same float32 operations in the same order: equal up to XLA's fusion choices.
+    np.testing.assert_allclose(result["train_loss_steps"], losses, rtol=1e-6)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
+        result["variables"]["params"],
+        params,
+    )
+
+
+def test_learning_rates_share_one_compiled_step(data):
+    base = {"name": "sgd", "momentum": 0.9, "schedule": "cosine"}
+    with count_compiles() as first:
+        train(data, {**base, "lr": 0.1, "final_lr": 0.001})
+    with count_compiles() as second:
+        result = train(data, {**base, "lr": 0.02, "final_lr": 0.0002})
+    assert first[0] > 0  # the listener sees the compiles
+    assert second[0] == 0, f"a new learning rate compiled {second[0]} programs"
+    # The second rate trained with its own rate, not the first's.
+    _, losses = reference_run(data, {**base, "lr": 0.02, "final_lr": 0.0002})
+    np.testing.assert_allclose(result["train_loss_steps"], losses, rtol=1e-6)
+
+
+SCHEDULES = {  # peak -> the schedule keys (rates as multiples of the peak)
+    "constant": lambda lr: {},
+    "cosine to final_lr": lambda lr: {"schedule": "cosine", "final_lr": lr * 0.01},
+    "cosine to alpha": lambda lr: {"schedule": "cosine", "alpha": 0.1},
+    "exponential by decay_rate": lambda lr: {"schedule": "exponential", "decay_rate": 0.7},
+    "exponential to final_lr": lambda lr: {"schedule": "exponential", "final_lr": lr * 1e-3},
+}
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+@pytest.mark.parametrize("lr", [1.0, 0.3, 0.0125, 1e-4])
+def test_factored_schedules_are_the_peak_times_a_shape_to_the_bit(schedule, lr):
+    # `_scale_by_peak_rate` computes f32(lr) * (the schedule at peak 1); that must be
+    # the rate jcnn's schedule computes for the peak lr, bit for bit.
+    cfg = {"name": "sgd", "lr": lr, **SCHEDULES[schedule](lr)}
+    unit, peak = common._split_peak_rate(cfg)
+    assert unit["lr"] == 1.0 and peak == lr
+    spe, epochs = 7, 3
+    steps = jnp.arange(spe * epochs + 2)  # past the end too
+
+    def rates(c, scale):
+        schedule = joptim.make_schedule(c, steps_per_epoch=spe, num_epochs=epochs)
+        return np.asarray(jax.jit(jax.vmap(lambda t: scale * schedule(t)))(steps))
+
+    np.testing.assert_array_equal(rates(unit, jnp.float32(lr)), rates(cfg, 1.0))
+
+
+def test_run_seeds_summarises_the_seeds_in_order(data):
+    optim = CONFIGS["momentum"]
+    summary = common.run_seeds(MODEL, data, (1, 0), epochs=EPOCHS, batch_size=BATCH, optim=optim)
+    singles = [
+        common.train_eval(MODEL, data, epochs=EPOCHS, batch_size=BATCH, optim=optim, seed=s)
+        for s in (1, 0)
+    ]
+    assert summary["test_accuracy"] == [r["final_test_accuracy"] for r in singles]
+    assert summary["train_loss_epochs"] == [r["train_loss"] for r in singles]
+    assert summary["diverged"] == 0 and summary["diverged_at_step"] == [None, None]
+    np.testing.assert_allclose(
+        summary["train_loss_steps_curve"],
+        np.mean([r["train_loss_steps"] for r in singles], 0),
+        rtol=1e-12,
+    )
+
+
+def test_run_seeds_counts_diverged_runs_and_cuts_the_step_curve(data):
+    optim = {"name": "sgd", "lr": 1e30}  # the first update overflows the logits
+    summary = common.run_seeds(
+        MODEL, data, (0, 1), epochs=EPOCHS, batch_size=BATCH, optim=optim, check_every=1
+    )
+    assert summary["diverged"] == 2
+    at = summary["diverged_at_step"]
+    assert all(isinstance(step, int) for step in at)
+    assert len(summary["train_loss_steps_curve"]) == min(at)
+
+
+def test_mean_curve_averages_ragged_curves_and_skips_non_finite_values():
+    # Seed 2 diverged after epoch 2 (its curve stops; its last loss is inf).
+    curves = [[1.0, 2.0, 3.0], [3.0, 4.0, 5.0], [2.0, float("inf")]]
+    assert common.mean_curve(curves) == [2.0, 3.0, 4.0]
+    assert math.isnan(common.mean_curve([[float("nan")], [float("nan")]])[0])
+
+
+def test_downsample_averages_equal_windows():
+    np.testing.assert_allclose(common.downsample(np.arange(6.0), 3), [0.5, 2.5, 4.5])
+    assert common.downsample([1.0, 2.0], 3) == [1.0, 2.0]
