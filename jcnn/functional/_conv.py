@@ -156,11 +156,13 @@ def _im2col(x, kernel, stride, pads, dilation):
     matrix with the kernel reshaped to ``(kh * kw * C_in, C_out)``.
 
     The same function as ``conv_general_dilated`` (groups 1). Used on CPU for
-    small maps only (`_window_exceeds_output`), where the patch matrix is small:
-    on a 2-core CPU, batch 32, 2x2x512 -> 512, 3x3 runs forward+backward in 19
-    against 415 ms, and 4x4x256 -> 512, 3x3, stride 2 in 11 against 83 ms, while
-    on 8x8 and larger maps the matmul form is slower than XLA's convolution
-    (`python benchmarks/conv_profile.py --model resnet18`, 2026-11-30).
+    small maps only (`_window_exceeds_output`), where the patch matrix is small.
+    Measured on a 2-core CPU, 2026-11-30: XLA's 2x2x512 -> 512, 3x3 conv at batch
+    32 took 206 ms forward and 204 ms for the input gradient against oneDNN's 9
+    and 8 (`python benchmarks/conv_profile.py --model resnet18`); as a matmul,
+    forward+backward takes 19 ms, and ResNet-18 at 64x64 trains at 133 instead
+    of 22 img/s (`python benchmarks/models.py --models resnet18`). On 8x8 and
+    larger maps the matmul form is slower than XLA's convolution.
     """
     n = x.shape[0]
     kh, kw, c_in, c_out = kernel.shape
