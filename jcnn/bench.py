@@ -2,12 +2,12 @@
 
 ``jcnn bench --config=default [--steps 20] [--config.key=value ...]`` builds the
 config's run exactly as `jcnn.train.fit` does (its model, optimiser, batch size,
-on-device augmentation, data already on the device, donated state), runs the
-compiling first step, then `steps` timed steps, then one pass over the test
-split, and prints one JSON line. The XLA flags are those of the ``jcnn``
-command (`jcnn._xla`) unless ``XLA_FLAGS`` already chooses them, so the figure
-is the one a training run gets. `benchmarks/` compares such figures across
-flags and frameworks.
+on-device augmentation, data already on the device, donated state, the same
+steps per compiled call), runs the compiling first call, then `steps` timed
+steps, then one pass over the test split, and prints one JSON line. The XLA
+flags are those of the ``jcnn`` command (`jcnn._xla`) unless ``XLA_FLAGS``
+already chooses them, so the figure is the one a training run gets.
+`benchmarks/` compares such figures across flags and frameworks.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import sys
 import time
 
 import jax
+import numpy as np
 
 from jcnn import configs
 from jcnn import data as jdata
@@ -30,20 +31,22 @@ def _peak_rss_mib() -> float:
 
 
 def bench(config, *, steps: int = 20) -> dict:
-    """Times `steps` train steps (after the compiling one) and one test-split pass.
+    """Times `steps` train steps (after the compiling call) and one test-split pass.
 
-    Returns ``img_s`` (training images per second), ``ms_per_step``,
-    ``first_step_s`` (trace, compile and run of the first step), ``eval_img_s``,
+    The steps run as `fit` runs them: ``steps_per_call`` at a time (`steps` is
+    rounded up to a multiple of it). Returns ``img_s`` (training images per
+    second), ``ms_per_step``, ``first_step_s`` (trace, compile and run of the
+    first call), ``eval_img_s``,
     ``peak_rss_mib`` and what was measured (model, batch, dtype, device, jax
     version, ``XLA_FLAGS``).
     """
-    from jcnn.train.loop import _evaluator, build, compiled_train_step, initial_state
+    from jcnn.train import loop
 
     steps = check_int(steps, "steps", "bench")
     config = configs.validate(config)
-    run = build(config, quiet=True)
-    state = initial_state(run)
-    step = compiled_train_step(run)
+    run = loop.build(config, quiet=True)
+    state = loop.initial_state(run)
+    per_call = loop.steps_per_call(run)
     n = len(run.train.labels)
     batch = config.data.batch_size
     order = jdata.batch_indices(config.seed, 0, n, batch)
@@ -52,19 +55,33 @@ def bench(config, *, steps: int = 20) -> dict:
         raise ValueError(
             f"bench: the training set ({n} images) holds fewer than 2 batches of {batch}."
         )
+    if per_call == 1:
+        step = loop.compiled_train_step(run)
+
+        def call(state, i):
+            return step(state, *run.plan.train_batch(run.train, order[1 + i % (rows - 1)]))
+
+    else:
+        chunk = loop.compiled_train_chunk(run, per_call)
+
+        def call(state, i):
+            idx = order[1 + np.arange(i, i + per_call) % (rows - 1)]
+            return chunk(state, run.train.images, run.train.labels, idx)
 
     start = time.perf_counter()
-    state, metrics = step(state, *run.plan.train_batch(run.train, order[0]))
+    state, metrics = call(state, 0)
     jax.block_until_ready((state, metrics))
     first = time.perf_counter() - start
 
+    calls = -(-steps // per_call)
+    steps = calls * per_call
     start = time.perf_counter()
-    for i in range(steps):
-        state, metrics = step(state, *run.plan.train_batch(run.train, order[1 + i % (rows - 1)]))
+    for i in range(calls):
+        state, metrics = call(state, i * per_call)
     jax.block_until_ready((state, metrics))
     per_step = (time.perf_counter() - start) / steps
 
-    evaluate = _evaluator(run)
+    evaluate = loop._evaluator(run)
     evaluate(state)  # compiles
     start = time.perf_counter()
     evaluate(state)
@@ -79,6 +96,7 @@ def bench(config, *, steps: int = 20) -> dict:
         "eval_img_s": len(run.test.labels) / eval_s,
         "peak_rss_mib": _peak_rss_mib(),
         "steps": steps,
+        "steps_per_call": per_call,
         "device": f"{jax.device_count()} {jax.devices()[0].platform}",
         "jax": jax.__version__,
         "xla_flags": os.environ.get("XLA_FLAGS", ""),

@@ -14,7 +14,9 @@ from tests.train._smoke import needs_fashion, smoke
 def test_bench_times_the_configs_own_step(capsys):
     assert cli.main(["bench", "--config=default:smoke", "--steps=2"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert result["model"] == "cnn_small" and result["batch"] == 32 and result["steps"] == 2
+    assert result["model"] == "cnn_small" and result["batch"] == 32
+    # fit's calls: 4 steps each on one device, so 2 steps round up to one call of 4.
+    assert result["steps_per_call"] == 4 and result["steps"] == 4
     # Throughput and time of the same steps: img/s == batch / (ms per step / 1000).
     assert result["img_s"] == pytest.approx(32 / (result["ms_per_step"] / 1e3))
     assert result["first_step_s"] > 0 and result["eval_img_s"] > 0

@@ -56,6 +56,9 @@ def base() -> ml_collections.ConfigDict:
     # naming the step and the quantity; "skip" leaves the state as it was and counts it.
     c.on_nonfinite = "stop"
     c.progress = True
+    # Train steps per compiled call (unrolled in one XLA program; single-device runs only).
+    # None: 4 on one device (1.17-1.24x faster on a 2-core CPU), 1 otherwise. See fit.
+    c.steps_per_call = None
     # Devices and numerics (jcnn.train.parallel): how the step spreads over the devices,
     # whether to start multi-process JAX, and the compute dtype of convs and dense layers.
     c.parallel = "jit"  # "jit" | "shard_map" | "pmap"
@@ -97,6 +100,7 @@ def validate(config) -> ml_collections.ConfigDict:
     for key in ("cutout_size", "train_subset", "test_subset"):
         _positive_int(merged.data, key, "data.", optional=True)
     _positive_int(merged, "stop_at_step", optional=True)
+    _positive_int(merged, "steps_per_call", optional=True)
     if merged.data.name not in available():
         raise ValueError(
             f"config: `data.name` must be one of {available()}, got {merged.data.name!r}."

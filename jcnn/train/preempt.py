@@ -1,7 +1,8 @@
-"""Preemption: SIGTERM or a first SIGINT asks `fit` to stop at the next step boundary.
+"""Preemption: SIGTERM or a first SIGINT asks `fit` to stop at the next call boundary.
 
 Schedulers and TPU VMs send SIGTERM some seconds before they kill a job; a
-user presses Ctrl-C. Either way `fit` finishes the step in flight, saves a
+user presses Ctrl-C. Either way `fit` finishes the compiled call in flight (one
+step, or ``steps_per_call`` of them), saves a
 checkpoint and returns (``jcnn train`` then exits 0), and the same command
 resumes the run. A second SIGINT raises `KeyboardInterrupt` at once (the
 atomic checkpoint saves make that safe too: a save cut short is never the

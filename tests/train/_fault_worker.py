@@ -4,11 +4,12 @@
 ``jcnn.cli.main(arguments)`` after arranging FAULT, one of
 
 - ``none``: nothing;
-- ``kill@N``: SIGKILL this process right after step N is dispatched;
+- ``kill@N``: SIGKILL this process right after the call that runs step N is
+  dispatched;
 - ``kill-save@N``: SIGKILL it while saving checkpoint N, after every file is
   written to the temporary directory and before the commit rename;
-- ``sigterm@N`` / ``sigint@N``: send it SIGTERM / SIGINT after step N;
-- ``sigint2@N``: send it two SIGINTs after step N.
+- ``sigterm@N`` / ``sigint@N``: send it SIGTERM / SIGINT after that call;
+- ``sigint2@N``: send it two SIGINTs after that call.
 
 The signals go through the kernel (``os.kill``) to `fit`'s real handlers; the
 injection only picks the moment, which makes the kill points deterministic.
@@ -30,9 +31,9 @@ from jcnn.train import checkpoint, loop
 def _after_step(n: int, action) -> None:
     add = loop._Meter.add
 
-    def patched(self, step, epoch, metrics, *, flush):
-        add(self, step, epoch, metrics, flush=flush)
-        if step == n:
+    def patched(self, step, epoch, metrics, *, flush, count=1):
+        add(self, step, epoch, metrics, flush=flush, count=count)
+        if step - count < n <= step:  # the call that ran step n (one of `count` steps)
             action()
 
     loop._Meter.add = patched

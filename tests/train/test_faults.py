@@ -116,7 +116,7 @@ def test_sigkill_at_six_points_then_the_finished_run_is_bit_identical(
     for fault, latest in (
         ("kill@3", None),
         ("kill-save@8", None),
-        ("kill@13", 8),
+        ("kill@10", 8),
         ("kill-save@24", 16),
     ):
         done = _run(fault, workdir, xla_cache)
@@ -153,19 +153,21 @@ def test_sigterm_and_sigint_save_exit_0_and_the_resumed_run_is_bit_identical(
     reference, tmp_path, xla_cache
 ):
     workdir = tmp_path / "run"
-    done = _run("sigterm@13", workdir, xla_cache)
+    # 8 steps an epoch in calls of 4 (steps 1-4, 5-8, ...): a signal during the call
+    # that runs step 10 is acted on when it ends, after step 12 (mid-epoch).
+    done = _run("sigterm@10", workdir, xla_cache)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "stopped by SIGTERM after step 13" in done.stdout
-    assert json.loads(done.stdout.splitlines()[-1])["step"] == 13
-    assert _latest(workdir) == 13
+    assert "stopped by SIGTERM after step 12" in done.stdout
+    assert json.loads(done.stdout.splitlines()[-1])["step"] == 12
+    assert _latest(workdir) == 12
 
-    done = _run("sigint@21", workdir, xla_cache)
+    done = _run("sigint@18", workdir, xla_cache)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "resumed from step 13" in done.stdout
-    assert "stopped by SIGINT after step 21" in done.stdout
-    assert _latest(workdir) == 21
+    assert "resumed from step 12" in done.stdout
+    assert "stopped by SIGINT after step 20" in done.stdout
+    assert _latest(workdir) == 20
 
-    # A second SIGINT exits at once, without saving its step (27).
+    # A second SIGINT exits at once, without saving its step (28); 24 ended an epoch.
     done = _run("sigint2@27", workdir, xla_cache)
     assert done.returncode == 130
     assert done.stderr.strip().splitlines()[-1] == "jcnn train: interrupted"

@@ -50,10 +50,11 @@ def test_cli_smoke_run_learns(smoke_run, capsys):
 
 @needs_fashion
 def test_resume_is_bit_identical(smoke_run, tmp_path):
-    """Stopped at step 13 (mid-epoch) and resumed == the uninterrupted CLI run."""
+    """Stopped mid-epoch and resumed == the uninterrupted CLI run. The smoke run
+    makes 4 steps per call, so stop_at_step=6 stops at the end of the call (step 8)."""
     workdir = tmp_path / "resumed"
-    stopped = train.fit(_smoke(stop_at_step=13), workdir)
-    assert int(stopped.step) == 13
+    stopped = train.fit(_smoke(stop_at_step=6), workdir)
+    assert int(stopped.step) == 8
     resumed = train.fit(_smoke(), workdir)
     assert int(resumed.step) == 32
     reference = train.load(smoke_run)
@@ -64,6 +65,25 @@ def test_resume_is_bit_identical(smoke_run, tmp_path):
     )
     assert all(jax.tree.leaves(same))
     assert train.params_sha256(resumed.params) == train.params_sha256(reference.params)
+
+
+@needs_fashion
+def test_single_step_calls_stop_exactly_and_resume_bit_identically(smoke_run, tmp_path):
+    """With one step per call a run stops at any step (13, mid-epoch) and resumes
+    exactly; it computes the same function as the 4-step calls of the smoke run
+    (same losses to float rounding; the bits may differ, see compiled_train_chunk)."""
+    stopped = train.fit(_smoke(steps_per_call=1, stop_at_step=13), tmp_path / "a")
+    assert int(stopped.step) == 13
+    resumed = train.fit(_smoke(steps_per_call=1), tmp_path / "a")
+    single = train.fit(_smoke(steps_per_call=1), tmp_path / "b")
+    assert train.params_sha256(resumed.params) == train.params_sha256(single.params)
+    lines = [read_metrics(w / "metrics.jsonl")[0] for w in (tmp_path / "b", smoke_run)]
+    assert [r["step"] for r in lines[0]] == [r["step"] for r in lines[1]]
+    np.testing.assert_allclose(
+        [r["train_loss"] for r in lines[0]], [r["train_loss"] for r in lines[1]], rtol=2e-3
+    )
+    with pytest.raises(ValueError, match="`steps_per_call` must be an int >= 1 or None, got 0"):
+        configs.validate(_smoke(steps_per_call=0))
 
 
 def test_cli_bad_arguments_exit_2_with_one_line(tmp_path, capsys):
