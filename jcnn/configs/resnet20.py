@@ -1,7 +1,9 @@
 """ResNet-20 (CIFAR-style, He et al. 2016) on Fashion-MNIST.
 
-``jcnn train --config=resnet20 --workdir=runs/resnet20``. Target >= 94% test
-accuracy; not yet measured (see the README's results table for measured runs).
+``jcnn train --config=resnet20 --workdir=runs/resnet20`` reached 94.91% test
+accuracy after 30 epochs (93.51% at 20) on 2 CPU cores, ~140 s an epoch
+(jax 0.10.2, 2026-11-30; that run made one step per compiled call,
+``--config.steps_per_call=1``). See the README's results table.
 """
 
 from __future__ import annotations
