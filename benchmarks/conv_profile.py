@@ -124,9 +124,11 @@ def _flops(conv: dict) -> float:
     """Forward FLOPs (2 per multiply-add)."""
     import math
 
+    from jcnn.functional import conv_output_size
+
     t = _nchw(conv)
     out = [
-        (h + 2 * p - d * (k - 1) - 1) // s + 1
+        conv_output_size(h, k, stride=s, padding=p, dilation=d)
         for h, p, d, k, s in zip(
             t["hw"], t["padding"], t["dilation"], t["k"], t["stride"], strict=True
         )

@@ -135,8 +135,8 @@ def _depthwise_shifted(x, kernel, stride, pads, dilation):
 
 def _output_hw(x_shape, kernel_shape, stride, pads, dilation) -> tuple[int, int]:
     return tuple(
-        (n + lo + hi - d * (k - 1) - 1) // st + 1
-        for n, k, st, d, (lo, hi) in zip(
+        conv_output_size(n, k, stride=st, padding=p, dilation=d)
+        for n, k, st, d, p in zip(
             x_shape[1:3], kernel_shape[:2], stride, dilation, pads, strict=True
         )
     )
