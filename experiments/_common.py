@@ -95,7 +95,13 @@ def parse_args(name: str, doc: str | None, argv: Sequence[str] | None = None):
 
 @dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity: a cache key of the steps
 class Data:
-    """Train and test images (``uint8`` NHWC) on the device, with the pixel statistics."""
+    """Train, test and optional validation images (``uint8`` NHWC) on the device.
+
+    With the pixel statistics of the dataset. ``val``, when present, is
+    disjoint from ``train`` (both from the train split): a study chooses its
+    best arm on it and reports that arm's accuracy on ``test``, which took no
+    part in the choice.
+    """
 
     name: str
     train: jdata.DeviceData
@@ -103,6 +109,7 @@ class Data:
     mean: float
     std: float
     num_classes: int
+    val: jdata.DeviceData | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -144,25 +151,52 @@ def load_data(
     train_size: int | None = None,
     test_size: int | None = None,
     *,
+    val_size: int = 0,
     dataset: str = "fashion_mnist",
     seed: int = 0,
 ) -> Data:
     """`dataset` (default Fashion-MNIST) with class-balanced subsets, put on the device.
 
-    None keeps the whole split. The pixel statistics are those of the full
-    train split (`jcnn.data.pixel_stats`), whatever the subset. Load once per
-    study and pass the same `Data` to every `train_eval`: the compiled steps
-    are cached per `Data` object.
+    None keeps the whole split. With `val_size` > 0 (and a `train_size`), a
+    class-balanced subset of ``train_size + val_size`` training images is
+    split in two: the first ``val_size // C`` of each class in subset order
+    (the first ``val_size % C`` classes one more) become ``Data.val``, the
+    rest ``Data.train``. The pixel statistics are those of the full train
+    split (`jcnn.data.pixel_stats`), whatever the subset. Load once per study
+    and pass the same `Data` to every `train_eval`: the compiled steps are
+    cached per `Data` object.
     """
-    parts = []
+    if val_size < 0:
+        raise ValueError(f"load_data: `val_size` must be >= 0, got {val_size}.")
+    if val_size and train_size is None:
+        raise ValueError("load_data: a `val_size` needs a `train_size` (the split is a subset).")
+    parts = {}
     for split, size in (("train", train_size), ("test", test_size)):
         images, labels = jdata.load(dataset, split)
         if size is not None:
-            idx = balanced_subset(labels, size, seed=seed)
+            idx = balanced_subset(labels, size + (val_size if split == "train" else 0), seed=seed)
             images, labels = images[idx], labels[idx]
-        parts.append(jdata.to_device(images, labels))
+        if split == "train" and val_size:
+            is_val = _first_per_class(labels, val_size)
+            parts["val"] = jdata.to_device(images[is_val], labels[is_val])
+            images, labels = images[~is_val], labels[~is_val]
+        parts[split] = jdata.to_device(images, labels)
     mean, std = jdata.pixel_stats(dataset)
-    return Data(dataset, parts[0], parts[1], mean, std, len(jdata.class_names(dataset)))
+    num_classes = len(jdata.class_names(dataset))
+    return Data(dataset, parts["train"], parts["test"], mean, std, num_classes, parts.get("val"))
+
+
+def _first_per_class(labels, n: int) -> np.ndarray:
+    """A mask of the first ``n // C`` examples of each class (the first ``n % C`` classes +1)."""
+    labels = np.asarray(labels)
+    classes = np.unique(labels)
+    quota = {c: n // len(classes) + (i < n % len(classes)) for i, c in enumerate(classes)}
+    mask = np.zeros(len(labels), bool)
+    for i, c in enumerate(labels):
+        if quota[c]:
+            quota[c] -= 1
+            mask[i] = True
+    return mask
 
 
 # --- training ----------------------------------------------------------------------------
@@ -297,6 +331,8 @@ def train_eval(
 ) -> dict:
     """Trains `model` on ``data.train`` from `seed` and evaluates it on ``data.test``.
 
+    And on ``data.val`` when the data has a validation set, at the same points.
+
     Args:
       model: a Flax module called as ``model.apply(variables, x, train=...)``.
       data: from `load_data`.
@@ -311,8 +347,8 @@ def train_eval(
       augment: `jcnn.data.OPS` applied on the device in each step (e.g.
         ``("crop", "flip")``), with `crop_padding`.
       label_smoothing: of the training loss.
-      eval_every_epoch: evaluate on the test set after every epoch (else once,
-        at the end).
+      eval_every_epoch: evaluate on the test (and validation) set after every
+        epoch (else once, at the end).
       eval_train: also measure the final accuracy on the whole train set in
         eval mode (the generalisation gap of regularisation studies).
       init_model: a module with the same parameter tree as `model` whose
@@ -326,7 +362,8 @@ def train_eval(
       A dict: ``test_accuracy`` and ``test_loss`` (per evaluated epoch),
       ``train_loss`` and ``grad_norm`` (per-epoch means over steps),
       ``train_loss_steps`` (every step), ``final_test_accuracy``,
-      ``final_test_loss``, ``final_train_accuracy`` (None without
+      ``final_test_loss``, with a validation set ``val_accuracy`` (per
+      evaluated epoch) and ``final_val_accuracy``, ``final_train_accuracy`` (None without
       `eval_train`), ``diverged``, ``diverged_at_step`` (the step whose check
       found the loss non-finite; None if none did), ``steps``, ``seed`` and
       ``wall_s`` (including any compile).
@@ -371,10 +408,14 @@ def train_eval(
             accuracy, loss = evaluate(state, data.test)
             out["test_accuracy"].append(accuracy)
             out["test_loss"].append(loss)
+            if data.val is not None:
+                out.setdefault("val_accuracy", []).append(evaluate(state, data.val)[0])
         if diverged_at is not None:
             break
     out["final_test_accuracy"] = out["test_accuracy"][-1]
     out["final_test_loss"] = out["test_loss"][-1]
+    if data.val is not None:
+        out["final_val_accuracy"] = out["val_accuracy"][-1]
     out["final_train_accuracy"] = evaluate(state, data.train)[0] if eval_train else None
     out["diverged"], out["diverged_at_step"], out["steps"] = (
         diverged_at is not None,
@@ -404,6 +445,9 @@ def run_seeds(model: nn.Module, data: Data, seeds, **train_eval_kwargs) -> dict:
       per-epoch values), ``train_loss_steps_curve`` (the mean loss of every
       training step, up to the shortest run: a diverged run stops early),
       ``diverged`` (how many runs diverged) and ``wall_s`` (their total).
+      With a validation set (``data.val``) also ``val_accuracy`` (final, per
+      seed), ``val_accuracy_epochs`` and ``val_accuracy_curve``: choose on
+      these, report ``test_accuracy``.
     """
     runs = [train_eval(model, data, seed=seed, **train_eval_kwargs) for seed in seeds]
     if not runs:
@@ -423,6 +467,10 @@ def run_seeds(model: nn.Module, data: Data, seeds, **train_eval_kwargs) -> dict:
         "diverged": sum(r["diverged"] for r in runs),
         "wall_s": sum(r["wall_s"] for r in runs),
     }
+    if data.val is not None:
+        out["val_accuracy"] = [r["final_val_accuracy"] for r in runs]
+        out["val_accuracy_epochs"] = [r["val_accuracy"] for r in runs]
+        out["val_accuracy_curve"] = mean_curve(out["val_accuracy_epochs"])
     if train_eval_kwargs.get("keep_variables"):
         out["variables"] = [r["variables"] for r in runs]
     return out

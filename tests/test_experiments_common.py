@@ -194,3 +194,51 @@ def test_mean_curve_averages_ragged_curves_and_skips_non_finite_values():
 def test_downsample_averages_equal_windows():
     np.testing.assert_allclose(common.downsample(np.arange(6.0), 3), [0.5, 2.5, 4.5])
     assert common.downsample([1.0, 2.0], 3) == [1.0, 2.0]
+
+
+def test_validation_accuracy_is_the_final_models_accuracy_on_the_validation_set(data):
+    rng = np.random.default_rng(1)
+    val = jdata.to_device(
+        rng.integers(0, 256, (12, 6, 6, 1), dtype=np.uint8), rng.integers(0, 4, 12).astype(np.int32)
+    )
+    with_val = common.Data("synthetic", data.train, data.test, data.mean, data.std, 4, val)
+    out = train(with_val, CONFIGS["momentum"], keep_variables=True)
+    x = (np.asarray(val.images, np.float64) / 255 - data.mean) / data.std  # normalize()
+    logits = MODEL.apply(out["variables"], x, train=False)
+    expected = float(np.mean(np.asarray(logits).argmax(-1) == np.asarray(val.labels)))
+    assert out["final_val_accuracy"] == pytest.approx(expected, abs=1e-9)
+    assert len(out["val_accuracy"]) == EPOCHS
+    # The validation set takes no part in training: the run is the one without it.
+    plain = train(data, CONFIGS["momentum"])
+    assert out["train_loss_steps"] == plain["train_loss_steps"]
+    assert out["test_accuracy"] == plain["test_accuracy"]
+    summary = common.run_seeds(
+        MODEL, with_val, (0,), epochs=EPOCHS, batch_size=BATCH, optim=CONFIGS["momentum"]
+    )
+    assert summary["val_accuracy"] == [out["final_val_accuracy"]]
+    assert summary["val_accuracy_epochs"] == [out["val_accuracy"]]
+
+
+def test_load_data_splits_a_balanced_subset_into_disjoint_train_and_validation():
+    split = common.load_data(200, 50, val_size=100)
+    whole = common.load_data(300, 50)
+    train = np.asarray(split.train.images).reshape(200, -1)
+    val = np.asarray(split.val.images).reshape(100, -1)
+    for part, n in ((split.train, 20), (split.val, 10)):
+        assert np.bincount(np.asarray(part.labels), minlength=10).tolist() == [n] * 10
+    # Together they are exactly the 300-image subset, each image once.
+    rows = lambda a: sorted(map(bytes, a))  # noqa: E731
+    assert rows(np.concatenate([train, val])) == rows(
+        np.asarray(whole.train.images).reshape(300, -1)
+    )
+    np.testing.assert_array_equal(split.test.images, whole.test.images)
+    assert whole.val is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [(dict(train_size=10, val_size=-1), "val_size"), (dict(val_size=10), "train_size")],
+)
+def test_load_data_rejects_a_bad_validation_size(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        common.load_data(**kwargs)

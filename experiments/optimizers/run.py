@@ -16,19 +16,15 @@ the chosen runs are then measured on 2,000 test images: mean ± std over seeds.
 
 from __future__ import annotations
 
-import functools
 import sys
 import time
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import _common as common
 
-from jcnn import data as jdata
 from jcnn import models
 
 NAME = "optimizers"
@@ -50,51 +46,7 @@ CURVE_POINTS = 150
 MAX_EXTENSIONS = 2
 
 
-def load_split(cfg) -> tuple[common.Data, jdata.DeviceData]:
-    """Train and validation sets (disjoint, class-balanced, from the train split) and the test set.
-
-    The returned `Data` has the validation images as its ``test`` part, so
-    `common.train_eval` reports validation accuracy; the test set comes apart.
-    """
-    images, labels = jdata.load("fashion_mnist", "train")
-    idx = common.balanced_subset(labels, cfg["train"] + cfg["val"])
-    per_class = cfg["val"] // 10
-    val, seen = [], {}
-    for i in idx:  # the first `per_class` of each class (in subset order) are validation
-        c = int(labels[i])
-        seen[c] = seen.get(c, 0) + 1
-        val.append(seen[c] <= per_class)
-    val = np.asarray(val)
-    test_images, test_labels = jdata.load("fashion_mnist", "test")
-    test_idx = common.balanced_subset(test_labels, cfg["test"])
-    mean, std = jdata.pixel_stats("fashion_mnist")
-    split = common.Data(
-        "fashion_mnist",
-        jdata.to_device(images[idx[~val]], labels[idx[~val]]),
-        jdata.to_device(images[idx[val]], labels[idx[val]]),
-        mean,
-        std,
-        len(jdata.class_names("fashion_mnist")),
-    )
-    return split, jdata.to_device(test_images[test_idx], test_labels[test_idx])
-
-
-@functools.cache
-def _predict(model):
-    return jax.jit(lambda variables, x: jnp.argmax(model.apply(variables, x, train=False), -1))
-
-
-def accuracy(model, variables, data: common.Data, part: jdata.DeviceData) -> float:
-    """Eval-mode accuracy of `variables` on `part` (batches of 500)."""
-    correct = 0
-    n = int(part.labels.shape[0])
-    for lo in range(0, n, 500):
-        x = jdata.normalize(part.images[lo : lo + 500], data.mean, data.std)
-        correct += int(jnp.sum(_predict(model)(variables, x) == part.labels[lo : lo + 500]))
-    return correct / n
-
-
-def sweep_point(name, base, lr, model, data, test, cfg, seeds) -> dict:
+def sweep_point(name, base, lr, model, data, cfg, seeds) -> dict:
     """One optimiser at one learning rate, from every seed: its row of results.json."""
     runs = common.run_seeds(
         model,
@@ -104,15 +56,11 @@ def sweep_point(name, base, lr, model, data, test, cfg, seeds) -> dict:
         batch_size=cfg["batch"],
         optim={**base, "lr": lr},
         eval_train=False,
-        keep_variables=True,
     )
     row = {
         "optimizer": name,
         "lr": lr,
-        # `data.test` is the validation set (`load_split`); the test set comes apart.
-        "val_accuracy": runs["test_accuracy"],
-        "val_accuracy_epochs": runs["test_accuracy_epochs"],
-        "test_accuracy": [accuracy(model, v, data, test) for v in runs.pop("variables")],
+        **common.pick(runs, "val_accuracy", "val_accuracy_epochs", "test_accuracy"),
         "train_loss_curve": common.downsample(runs["train_loss_steps_curve"], CURVE_POINTS),
         **common.pick(runs, "diverged", "wall_s"),
     }
@@ -138,7 +86,7 @@ def main(argv=None) -> dict:
     names = SMOKE_OPTIMIZERS if args.smoke else tuple(OPTIMIZERS)
     seeds = range(args.seeds)
     start = time.perf_counter()
-    data, test = load_split(cfg)
+    data = common.load_data(cfg["train"], cfg["test"], val_size=cfg["val"])
     model = models.create("cnn_small", num_classes=10, width=cfg["width"])
     rows = []
     for name in names:
@@ -148,7 +96,7 @@ def main(argv=None) -> dict:
         while True:
             for lr in lrs:
                 if lr not in mine:
-                    mine[lr] = sweep_point(name, base, lr, model, data, test, cfg, seeds)
+                    mine[lr] = sweep_point(name, base, lr, model, data, cfg, seeds)
             best = max(lrs, key=lambda lr: np.mean(mine[lr]["val_accuracy"]))
             extra = next_rate(lrs, best)
             if extra is None or extensions == (SMOKE_EXTENSIONS if args.smoke else MAX_EXTENSIONS):
