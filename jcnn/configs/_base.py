@@ -15,6 +15,27 @@ DTYPES = ("float32", "bfloat16")
 ON_NONFINITE = ("stop", "skip")
 
 
+def sgd_nesterov_warmup_cosine(*, lr: float, final_lr: float) -> ml_collections.ConfigDict:
+    """The `optim` section of jcnn's recipes, from `lr` (the peak) down to `final_lr`.
+
+    SGD with Nesterov momentum 0.9, weight decay 5e-4 (L2, SGD's default
+    mode, on conv and dense kernels only), a linear warmup over the first
+    epoch, then a cosine decay; `jcnn.optim.make_optimizer` reads it.
+    """
+    return ml_collections.ConfigDict(
+        {
+            "name": "sgd",
+            "lr": lr,
+            "momentum": 0.9,
+            "nesterov": True,
+            "weight_decay": 5e-4,
+            "schedule": "warmup_cosine",
+            "warmup_epochs": 1.0,
+            "final_lr": final_lr,
+        }
+    )
+
+
 def base() -> ml_collections.ConfigDict:
     """The defaults. A config overrides fields of this; a key it does not know is an error."""
     c = ml_collections.ConfigDict()
@@ -33,18 +54,7 @@ def base() -> ml_collections.ConfigDict:
             "test_subset": None,
         }
     )
-    c.optim = ml_collections.ConfigDict(
-        {
-            "name": "sgd",
-            "lr": 0.05,
-            "momentum": 0.9,
-            "nesterov": True,
-            "weight_decay": 5e-4,
-            "schedule": "warmup_cosine",
-            "warmup_epochs": 1.0,
-            "final_lr": 5e-5,
-        }
-    )
+    c.optim = sgd_nesterov_warmup_cosine(lr=0.05, final_lr=5e-5)
     c.label_smoothing = 0.0
     c.flip_tta = False
     c.eval_every_epochs = 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from jcnn.configs._base import base
+from jcnn.configs._base import base, sgd_nesterov_warmup_cosine
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
@@ -18,18 +18,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.data.batch_size = 128
     c.data.augment = ("crop", "flip")
     c.data.crop_padding = 2
-    c.optim = ml_collections.ConfigDict(
-        {
-            "name": "sgd",
-            "lr": 0.05,
-            "momentum": 0.9,
-            "nesterov": True,
-            "weight_decay": 5e-4,
-            "schedule": "warmup_cosine",
-            "warmup_epochs": 1.0,
-            "final_lr": 5e-5,
-        }
-    )
+    c.optim = sgd_nesterov_warmup_cosine(lr=0.05, final_lr=5e-5)
     c.num_epochs = 5
     c.label_smoothing = 0.1
     c.flip_tta = True
