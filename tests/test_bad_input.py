@@ -214,7 +214,8 @@ SURFACES = {
          r"models: `activation` must be one of \('sigmoid', .*'maxout'\), got 'gelu'\. "
          r"Did you mean"),
         ("create-regularizer", lambda: cnn(regularizer="drop"), ValueError,
-         r"models: `regularizer` must be one of \('dropout', 'dropblock', 'disout', None\), "
+         r"models: `regularizer` must be one of \('dropout', 'dropconnect', 'dropblock', "
+         r"'dropblock_channel', 'disout', None\), "
          r"got 'drop'"),
         ("create-rate", lambda: cnn(regularizer="dropout", rate=1.0), ValueError,
          r"models: `rate` must be in \[0, 1\) \(the drop probability\), got 1\.0"),

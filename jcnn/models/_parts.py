@@ -42,7 +42,7 @@ ACTIVATIONS = (
     "swish",
     "maxout",
 )
-REGULARIZERS = ("dropout", "dropblock", "disout")
+REGULARIZERS = ("dropout", "dropconnect", "dropblock", "dropblock_channel", "disout")
 KERNEL_INITS = (
     "he_normal",
     "he_uniform",
@@ -89,8 +89,14 @@ class Parts:
       norm: ``"batch"``, ``"group"``, ``"layer"``, ``"instance"`` or None
         (no normalisation; convs then get a bias).
       activation: one of `ACTIVATIONS`.
-      regularizer: ``"dropout"``, ``"dropblock"``, ``"disout"`` or None; where
-        it goes is stated by each model.
+      regularizer: None or one of `REGULARIZERS`: ``"dropout"``,
+        ``"dropblock"`` (one block mask shared by the channels),
+        ``"dropblock_channel"`` (one mask per channel), ``"disout"`` (on
+        feature maps, where each model states) or ``"dropconnect"`` (on the
+        kernels of the convs that get ``train``: every conv followed by a
+        norm and an activation, stems included, and the last conv of each
+        residual branch; projection shortcuts stay plain). In eval mode each
+        is the identity.
       rate: drop (distortion) probability of the regulariser.
       block_size: block side of DropBlock and Disout (clamped to the map);
         3 suits the 7x7-32x32 maps of 28-32 px inputs, the DropBlock paper
@@ -152,19 +158,35 @@ class Parts:
     # context and applies it.
 
     def conv(
-        self, x, features, kernel_size, *, name, stride=1, padding="SAME_SYMMETRIC", bias=None
+        self,
+        x,
+        features,
+        kernel_size,
+        *,
+        name,
+        stride=1,
+        padding="SAME_SYMMETRIC",
+        bias=None,
+        train=None,
     ):
-        """A conv; with a bias only when there is no norm after it (unless `bias` says)."""
-        return jnn.Conv2d(
-            features,
-            kernel_size,
+        """A conv; with a bias only when there is no norm after it (unless `bias` says).
+
+        Given `train`, the ``"dropconnect"`` regulariser drops this conv's kernel
+        weights in training (the parameters are the same either way).
+        """
+        kwargs = dict(
             stride=stride,
             padding=padding,
             use_bias=self.norm is None if bias is None else bias,
             dtype=self.dtype,
             kernel_init=self.initializer(),
             name=name,
-        )(x)
+        )
+        if self.regularizer == "dropconnect" and train is not None:
+            return jnn.DropConnectConv2d(features, kernel_size, rate=self.rate, **kwargs)(
+                x, train=train
+            )
+        return jnn.Conv2d(features, kernel_size, **kwargs)(x)
 
     def dense(self, x, features, *, name):
         return jnn.Dense(features, dtype=self.dtype, kernel_init=self.initializer(), name=name)(x)
@@ -203,12 +225,14 @@ class Parts:
         return jnn.Maxout(MAXOUT_PIECES, name=name)(x)
 
     def regularize(self, x, *, train, name):
-        if self.regularizer is None:
+        """The feature-map regulariser (DropConnect acts in `conv` instead)."""
+        if self.regularizer in (None, "dropconnect"):
             return x
         if self.regularizer == "dropout":
             return jnn.Dropout(self.rate, name=name)(x, train=train)
-        if self.regularizer == "dropblock":
-            layer = jnn.DropBlock(self.rate, self.block_size, name=name)
+        if self.regularizer in ("dropblock", "dropblock_channel"):
+            per_channel = self.regularizer == "dropblock_channel"
+            layer = jnn.DropBlock(self.rate, self.block_size, per_channel=per_channel, name=name)
         else:
             layer = jnn.Disout(self.rate, self.block_size, self.disout_alpha, name=name)
         return layer(x, train=train)
@@ -216,7 +240,13 @@ class Parts:
     def conv_norm_act(self, x, features, kernel_size, *, train, suffix, stride=1, **conv_kw):
         """conv (widened for maxout) -> norm -> activation, named ``conv|norm|act{suffix}``."""
         x = self.conv(
-            x, features * self.pieces, kernel_size, stride=stride, name=f"conv{suffix}", **conv_kw
+            x,
+            features * self.pieces,
+            kernel_size,
+            stride=stride,
+            name=f"conv{suffix}",
+            train=train,
+            **conv_kw,
         )
         x = self.normalize(x, train=train, name=f"norm{suffix}")
         return self.activate(x, name=f"act{suffix}")

@@ -34,7 +34,7 @@ class BasicBlock(nn.Module):
     def __call__(self, x, *, train: bool):
         p = self.parts
         y = p.conv_norm_act(x, self.features, 3, stride=self.stride, train=train, suffix="1")
-        y = p.conv(y, self.features * p.pieces, 3, name="conv2")
+        y = p.conv(y, self.features * p.pieces, 3, name="conv2", train=train)
         y = p.normalize(y, train=train, name="norm2")
         shortcut = _shortcut(self, x, self.features, train=train)
         return _merge(p, y, shortcut, name="act2")
@@ -57,7 +57,7 @@ class Bottleneck(nn.Module):
         out = self.features * self.expansion
         y = p.conv_norm_act(x, self.features, 1, train=train, suffix="1")
         y = p.conv_norm_act(y, self.features, 3, stride=self.stride, train=train, suffix="2")
-        y = p.conv(y, out * p.pieces, 1, name="conv3")
+        y = p.conv(y, out * p.pieces, 1, name="conv3", train=train)
         y = p.normalize(y, train=train, name="norm3")
         shortcut = _shortcut(self, x, out, train=train)
         return _merge(p, y, shortcut, name="act3")

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import math
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import linen as nn
 
 from jcnn import models
+from jcnn.models import Parts
 from jcnn.summary import summarize
 from tests.util import normal
 
@@ -287,3 +290,47 @@ def test_overridden_parts_run_and_differentiate():
     assert y.shape == (2, 10) and bool(jnp.isfinite(y).all())
     assert all(bool(jnp.isfinite(g).all()) for g in jax.tree.leaves(grads))
     assert not np.allclose(evaluated, y)  # Disout was active in training only
+
+
+class _Regularized(nn.Module):
+    parts: Parts
+
+    @nn.compact
+    def __call__(self, x):
+        return self.parts.regularize(x, train=True, name="reg")
+
+
+@pytest.mark.parametrize("regularizer,shared", [("dropblock", True), ("dropblock_channel", False)])
+def test_dropblock_masks_are_shared_by_the_channels_or_drawn_per_channel(regularizer, shared):
+    parts = Parts(regularizer=regularizer, rate=0.3, block_size=3)
+    x = jnp.ones((2, 12, 12, 16))
+    y = np.asarray(_Regularized(parts).apply({}, x, rngs={"dropout": KEY}))
+    kept = y != 0
+    assert 0 < kept.mean() < 1  # some units dropped, some kept
+    # Shared: a position is dropped in every channel or in none.
+    assert np.all(kept == kept[..., :1]) == shared
+
+
+def test_dropconnect_override_drops_conv_kernels_in_training_only():
+    plain = models.create("resnet20", num_classes=10)
+    model = models.create("resnet20", num_classes=10, regularizer="dropconnect", rate=0.3)
+    x = jax.random.normal(KEY, (2, 16, 16, 3))
+    variables = jax.jit(lambda x: plain.init(KEY, x, train=False))(x)
+    # The same parameters (names, shapes, initial values): checkpoints move between the two.
+    other = jax.jit(lambda x: model.init(KEY, x, train=False))(x)
+    chex.assert_trees_all_equal(variables, other)
+    layers = {r.name: r.layer for r in summarize(model, (16, 16, 3)).rows}
+    convs = {name: layer for name, layer in layers.items() if "conv" in name}
+    dropped = [n for n, layer in convs.items() if layer == "DropConnectConv2d"]
+    assert len(dropped) == 19  # stem + 2 per block x 9 blocks; shortcuts stay plain
+    assert all(layer == "Conv2d" for n, layer in convs.items() if n not in dropped)
+    evaluate = lambda m: m.apply(variables, x, train=False)  # noqa: E731
+    np.testing.assert_array_equal(evaluate(model), evaluate(plain))
+
+    def train(m, key):
+        out, _ = m.apply(variables, x, train=True, rngs={"dropout": key}, mutable="batch_stats")
+        return np.asarray(out)
+
+    a, b = train(model, KEY), train(model, jax.random.key(1))
+    assert not np.allclose(a, train(plain, KEY)) and not np.allclose(a, b)
+    np.testing.assert_array_equal(a, train(model, KEY))
