@@ -130,21 +130,40 @@ def balanced_subset(labels, n: int, *, seed: int = 0) -> np.ndarray:
     (NumPy's PCG64 from `seed`, so the subset does not depend on the JAX version).
     The indices come back in permutation order, so classes are interleaved.
     """
+    return balanced_subsets(labels, (n,), seed=seed)[0]
+
+
+def balanced_subsets(labels, sizes: Sequence[int], *, seed: int = 0) -> list[np.ndarray]:
+    """Disjoint class-balanced subsets of `sizes`, in one pass over the permutation.
+
+    Walking `balanced_subset`'s permutation, each example goes to the first
+    subset whose quota for its class is not full. So the first subset is
+    exactly ``balanced_subset(labels, sizes[0], seed=seed)``, whatever the
+    later ones: adding a validation set leaves the training set as it was.
+    """
     labels = np.asarray(labels)
     classes = np.unique(labels)
-    if not 1 <= n <= len(labels):
-        raise ValueError(f"balanced_subset: `n` must be in [1, {len(labels)}], got {n}.")
+    for n in sizes:
+        if not 1 <= n <= len(labels):
+            raise ValueError(f"balanced_subset: `n` must be in [1, {len(labels)}], got {n}.")
+    if sum(sizes) > len(labels):
+        raise ValueError(f"balanced_subsets: `sizes` {tuple(sizes)} exceed the {len(labels)}.")
     perm = np.random.default_rng(seed).permutation(len(labels))
-    quota = {c: n // len(classes) + (i < n % len(classes)) for i, c in enumerate(classes)}
-    chosen = []
+    quotas = [
+        {c: n // len(classes) + (i < n % len(classes)) for i, c in enumerate(classes)}
+        for n in sizes
+    ]
+    chosen = [[] for _ in sizes]
     for idx in perm:
         c = labels[idx]
-        if quota[c]:
-            quota[c] -= 1
-            chosen.append(idx)
-            if len(chosen) == n:
+        for quota, part in zip(quotas, chosen, strict=True):
+            if quota[c]:
+                quota[c] -= 1
+                part.append(idx)
                 break
-    return np.asarray(chosen)
+        if all(len(part) == n for part, n in zip(chosen, sizes, strict=True)):
+            break
+    return [np.asarray(part) for part in chosen]
 
 
 def load_data(
@@ -157,11 +176,10 @@ def load_data(
 ) -> Data:
     """`dataset` (default Fashion-MNIST) with class-balanced subsets, put on the device.
 
-    None keeps the whole split. With `val_size` > 0 (and a `train_size`), a
-    class-balanced subset of ``train_size + val_size`` training images is
-    split in two: the first ``val_size // C`` of each class in subset order
-    (the first ``val_size % C`` classes one more) become ``Data.val``, the
-    rest ``Data.train``. The pixel statistics are those of the full train
+    None keeps the whole split. With `val_size` > 0 (and a `train_size`),
+    ``Data.val`` holds `val_size` further training images, class-balanced and
+    disjoint from ``Data.train``, which is the same subset as without them
+    (`balanced_subsets`). The pixel statistics are those of the full train
     split (`jcnn.data.pixel_stats`), whatever the subset. Load once per study
     and pass the same `Data` to every `train_eval`: the compiled steps are
     cached per `Data` object.
@@ -173,30 +191,17 @@ def load_data(
     parts = {}
     for split, size in (("train", train_size), ("test", test_size)):
         images, labels = jdata.load(dataset, split)
-        if size is not None:
-            idx = balanced_subset(labels, size + (val_size if split == "train" else 0), seed=seed)
-            images, labels = images[idx], labels[idx]
         if split == "train" and val_size:
-            is_val = _first_per_class(labels, val_size)
-            parts["val"] = jdata.to_device(images[is_val], labels[is_val])
-            images, labels = images[~is_val], labels[~is_val]
+            train_idx, val_idx = balanced_subsets(labels, (size, val_size), seed=seed)
+            parts["val"] = jdata.to_device(images[val_idx], labels[val_idx])
+            images, labels = images[train_idx], labels[train_idx]
+        elif size is not None:
+            idx = balanced_subset(labels, size, seed=seed)
+            images, labels = images[idx], labels[idx]
         parts[split] = jdata.to_device(images, labels)
     mean, std = jdata.pixel_stats(dataset)
     num_classes = len(jdata.class_names(dataset))
     return Data(dataset, parts["train"], parts["test"], mean, std, num_classes, parts.get("val"))
-
-
-def _first_per_class(labels, n: int) -> np.ndarray:
-    """A mask of the first ``n // C`` examples of each class (the first ``n % C`` classes +1)."""
-    labels = np.asarray(labels)
-    classes = np.unique(labels)
-    quota = {c: n // len(classes) + (i < n % len(classes)) for i, c in enumerate(classes)}
-    mask = np.zeros(len(labels), bool)
-    for i, c in enumerate(labels):
-        if quota[c]:
-            quota[c] -= 1
-            mask[i] = True
-    return mask
 
 
 # --- training ----------------------------------------------------------------------------

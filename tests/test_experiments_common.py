@@ -219,20 +219,28 @@ def test_validation_accuracy_is_the_final_models_accuracy_on_the_validation_set(
     assert summary["val_accuracy_epochs"] == [out["val_accuracy"]]
 
 
-def test_load_data_splits_a_balanced_subset_into_disjoint_train_and_validation():
+def test_load_data_holds_out_a_balanced_validation_set_and_keeps_the_training_set():
     split = common.load_data(200, 50, val_size=100)
-    whole = common.load_data(300, 50)
-    train = np.asarray(split.train.images).reshape(200, -1)
-    val = np.asarray(split.val.images).reshape(100, -1)
-    for part, n in ((split.train, 20), (split.val, 10)):
-        assert np.bincount(np.asarray(part.labels), minlength=10).tolist() == [n] * 10
-    # Together they are exactly the 300-image subset, each image once.
-    rows = lambda a: sorted(map(bytes, a))  # noqa: E731
-    assert rows(np.concatenate([train, val])) == rows(
-        np.asarray(whole.train.images).reshape(300, -1)
-    )
-    np.testing.assert_array_equal(split.test.images, whole.test.images)
-    assert whole.val is None
+    plain, whole = common.load_data(200, 50), common.load_data(300, 50)
+    # The training set is the one without validation, image for image, in order.
+    np.testing.assert_array_equal(split.train.images, plain.train.images)
+    np.testing.assert_array_equal(split.train.labels, plain.train.labels)
+    np.testing.assert_array_equal(split.test.images, plain.test.images)
+    assert plain.val is None
+    assert np.bincount(np.asarray(split.val.labels), minlength=10).tolist() == [10] * 10
+    # Train and validation together are the 300-image subset, each image once.
+    rows = lambda a: sorted(map(bytes, np.asarray(a).reshape(len(a), -1)))  # noqa: E731
+    together = np.concatenate([split.train.images, split.val.images])
+    assert rows(together) == rows(whole.train.images)
+
+
+def test_balanced_subsets_are_disjoint_and_balanced_on_an_uneven_split():
+    labels = np.repeat(np.arange(3), [5, 30, 30])  # class 0 has only 5 examples
+    first, second = common.balanced_subsets(labels, (7, 4), seed=3)
+    np.testing.assert_array_equal(first, common.balanced_subset(labels, 7, seed=3))
+    assert not set(first) & set(second)
+    assert np.bincount(labels[first], minlength=3).tolist() == [3, 2, 2]
+    assert np.bincount(labels[second], minlength=3).tolist() == [2, 1, 1]
 
 
 @pytest.mark.parametrize(

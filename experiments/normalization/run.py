@@ -10,6 +10,9 @@ test images; mean ± std over seeds. Three parts:
 
 A. learning rate: batch 32 and lr in {0.003125, 0.0125, 0.05, 0.2}; test
    accuracy after each epoch and the training loss of every step (convergence).
+   Each norm's best rate is chosen on 1,000 held-out training images
+   (validation accuracy after the last epoch, mean over seeds) and compared
+   with BN's on the test set.
 B. batch size: 2, 8, 32 and 128 with lr = 0.0125 * batch / 32 (Goyal et al.'s
    linear scaling rule, 0.1 per 256 images), the same 2 epochs of images at
    every batch size (so batch 2 takes 2,000 steps and batch 128 31).
@@ -39,6 +42,7 @@ NUM_GROUPS = 4
 MOMENTUM = 0.9
 FULL = dict(
     train=2000,
+    val=1000,
     test=2000,
     epochs=2,
     width=0.25,
@@ -52,6 +56,7 @@ FULL = dict(
 SMOKE = dict(
     FULL,
     train=128,
+    val=60,
     test=128,
     epochs=1,
     lrs=(0.0125, 0.05),  # two rates to choose from; one compiled step per norm
@@ -86,7 +91,7 @@ def arm(data, cfg, seeds, *, part, norm, lr, batch, activation="relu") -> dict:
         "activation": activation,
         "lr": lr,
         "batch": batch,
-        **common.pick(runs, "test_accuracy", "test_accuracy_epochs"),
+        **common.pick(runs, "val_accuracy", "test_accuracy", "test_accuracy_epochs"),
         "train_loss_curve": common.downsample(runs["train_loss_steps_curve"], CURVE_POINTS),
         **common.pick(runs, "diverged", "wall_s"),
     }
@@ -100,7 +105,7 @@ def main(argv=None) -> dict:
     cfg = SMOKE if args.smoke else FULL
     seeds = range(args.seeds)
     start = time.perf_counter()
-    data = common.load_data(cfg["train"], cfg["test"])
+    data = common.load_data(cfg["train"], cfg["test"], val_size=cfg["val"])
     base = dict(lr=cfg["base_lr"], batch=cfg["base_batch"])
     rows = []
     for norm in cfg["norms"]:
@@ -143,17 +148,26 @@ def tables(rows, cfg) -> str:
     norms = cfg["norms"]
     epochs = cfg["epochs"]
 
-    def best(norm):
+    def best(norm):  # chosen on the validation set
         runs = [r for r in rows if r["norm"] == norm and r["part"] == "lr"]
-        return max(runs, key=lambda r: np.mean(r["test_accuracy"]))
+        return max(runs, key=lambda r: np.mean(r["val_accuracy"]))
 
     bn_best = best("BN") if "BN" in norms else None
-    header = ("norm", *(f"lr {lr:g}" for lr in cfg["lrs"]), "best lr", "best vs BN's best")
+    header = (
+        "norm",
+        *(f"lr {lr:g}" for lr in cfg["lrs"]),
+        "best lr (val.)",
+        "val. acc. at best",
+        "test acc. at best",
+        "best vs BN's best (test)",
+    )
     body = [
         (
             n,
             *(cell(find(rows, n, lr=lr, batch=b0)) for lr in cfg["lrs"]),
             f"{best(n)['lr']:g}",
+            common.fmt(*common.mean_std(best(n)["val_accuracy"]), scale=100),
+            cell(best(n)),
             "—"
             if bn_best is None or n == "BN"
             else common.compare(best(n)["test_accuracy"], bn_best["test_accuracy"]),
@@ -163,7 +177,9 @@ def tables(rows, cfg) -> str:
     part_a = (
         f"**A. Learning rate** (batch {b0}): test accuracy % after {epochs} epochs of "
         f"{cfg['train']:,} images, mean ± std over seeds ('div.': runs whose loss became "
-        f"non-finite).\n\n" + common.markdown_table(header, body)
+        f"non-finite). Each norm's best rate is the one with the highest mean validation "
+        f"accuracy ({cfg['val']:,} held-out training images); the last column compares "
+        f"test accuracies at the chosen rates.\n\n" + common.markdown_table(header, body)
     )
     header = ("norm", "after epoch 1", f"after epoch {epochs}", "mean train loss, epoch 1")
     body = []
