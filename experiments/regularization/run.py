@@ -6,13 +6,15 @@ distorting units rather than dropping them.
 A `cnn_small`-shaped network at width 0.25 (conv8-conv8-pool-conv16-conv16-
 pool-dense32, batch norm and ReLU after each conv) trained on only 2,000
 Fashion-MNIST images for 10 epochs (SGD + momentum 0.9, lr 0.05 with cosine
-decay, batch 64), with one regulariser on the convolutional maps, all at the
-same rate 0.2: none; dropout of each unit after each pool; DropConnect on the
-kernels of the two convs before the pools; DropBlock (3x3 blocks) after each
-pool with one mask shared by the channels or one mask per channel; Disout
-(3x3 blocks replaced by noise of 1 std, per channel) after each pool. Test
-accuracy on 2,000 test images and accuracy on the 2,000 training images (eval
-mode) after training: mean ± std over seeds, and the gap between them.
+decay, batch 64), with one regulariser on the convolutional maps: none;
+dropout of each unit after each pool; DropConnect on the kernels of the two
+convs before the pools; DropBlock (3x3 blocks) after each pool with one mask
+shared by the channels or one mask per channel; Disout (3x3 blocks replaced
+by noise of 1 std, per channel) after each pool. Each regulariser runs at the
+rates 0.05, 0.1, 0.2 and 0.3, and its rate is chosen on 1,000 held-out
+training images (validation accuracy after training, mean over seeds). At
+the chosen rates: test accuracy on 2,000 test images and accuracy on the
+2,000 training images (eval mode), mean ± std over seeds, and the gap.
 
     python experiments/regularization/run.py [--smoke] [--seeds N] [--out DIR]
 """
@@ -42,12 +44,12 @@ LABELS = {
     "dropblock_channel": "DropBlock (per channel)",
     "disout": "Disout",
 }
-RATE = 0.2
+RATES = (0.05, 0.1, 0.2, 0.3)
 BLOCK = 3  # Parts' default for the 14x14 and 7x7 maps of 28 px inputs
 DISOUT_ALPHA = 1.0
-FULL = dict(train=2000, test=2000, epochs=10, batch=64, width=0.25)
-SMOKE = dict(train=128, test=128, epochs=1, batch=64, width=0.25)
-SMOKE_METHODS = ("dropconnect", "dropblock_channel")
+FULL = dict(train=2000, val=1000, test=2000, epochs=10, batch=64, width=0.25, rates=RATES)
+SMOKE = dict(train=128, val=60, test=128, epochs=1, batch=64, width=0.25, rates=(0.1, 0.2))
+SMOKE_METHODS = ("none", "dropconnect")
 CURVES = ("test_accuracy_curve", "test_loss_curve", "train_loss_curve")
 OPTIM = {"name": "sgd", "lr": 0.05, "momentum": 0.9, "schedule": "cosine"}
 
@@ -56,7 +58,7 @@ class RegCNN(nn.Module):
     """`jcnn.models.SmallCNN`'s layout with `method` on its conv maps (or conv kernels)."""
 
     method: str = "none"
-    rate: float = RATE
+    rate: float = 0.0
     width: float = 0.25
     num_classes: int = 10
 
@@ -107,40 +109,65 @@ def main(argv=None) -> dict:
     methods = SMOKE_METHODS if args.smoke else METHODS
     seeds = range(args.seeds)
     start = time.perf_counter()
-    data = common.load_data(cfg["train"], cfg["test"])
+    data = common.load_data(cfg["train"], cfg["test"], val_size=cfg["val"])
     rows = []
     for method in methods:
-        model = RegCNN(method=method, width=cfg["width"])
-        runs = common.run_seeds(
-            model, data, seeds, epochs=cfg["epochs"], batch_size=cfg["batch"], optim=OPTIM
-        )
-        test, train = runs["test_accuracy"], runs["train_accuracy"]
-        rows.append(
-            {
-                "method": method,
-                "test_accuracy": test,
-                "train_accuracy": train,
-                "gap": [a - b for a, b in zip(train, test, strict=True)],
-                **common.pick(runs, *CURVES, "diverged", "wall_s"),
-            }
-        )
-        print(
-            f"{method:>18}: test {common.fmt(*common.mean_std(test), scale=100)}, "
-            f"train {common.fmt(*common.mean_std(train), scale=100)}",
-            flush=True,
-        )
+        mine = []
+        for rate in (0.0,) if method == "none" else cfg["rates"]:
+            model = RegCNN(method=method, rate=rate, width=cfg["width"])
+            runs = common.run_seeds(
+                model, data, seeds, epochs=cfg["epochs"], batch_size=cfg["batch"], optim=OPTIM
+            )
+            test, train = runs["test_accuracy"], runs["train_accuracy"]
+            mine.append(
+                {
+                    "method": method,
+                    "rate": rate,
+                    **common.pick(runs, "val_accuracy", "test_accuracy", "train_accuracy"),
+                    "gap": [a - b for a, b in zip(train, test, strict=True)],
+                    **common.pick(runs, *CURVES, "diverged", "wall_s"),
+                }
+            )
+            print(
+                f"{method:>18} rate {rate:<4g}: "
+                f"val {common.fmt(*common.mean_std(runs['val_accuracy']), scale=100)}, "
+                f"test {common.fmt(*common.mean_std(test), scale=100)}, "
+                f"train {common.fmt(*common.mean_std(train), scale=100)}",
+                flush=True,
+            )
+        best = max(mine, key=lambda r: np.mean(r["val_accuracy"]))
+        rows += [{**r, "chosen": r is best} for r in mine]
     wall = time.perf_counter() - start
-    meta = {**cfg, "optim": OPTIM, "rate": RATE, "block_size": BLOCK, "alpha": DISOUT_ALPHA}
+    meta = {**cfg, "optim": OPTIM, "block_size": BLOCK, "alpha": DISOUT_ALPHA}
     meta.update(seeds=args.seeds, smoke=args.smoke)
-    common.write_results(args.out, NAME, rows, table(rows, cfg), meta=meta, wall_s=wall)
+    common.write_results(args.out, NAME, rows, tables(rows, cfg), meta=meta, wall_s=wall)
     plot(rows, cfg, args.out)
     return {"rows": rows, "wall_s": wall}
 
 
-def table(rows, cfg) -> str:
-    by = {r["method"]: r for r in rows}
+def tables(rows, cfg) -> str:
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    header = ("regulariser", *(f"rate {rate:g}" for rate in cfg["rates"]))
+    body = []
+    for m in methods:
+        mine = {r["rate"]: r for r in rows if r["method"] == m}
+        cells = []
+        for rate in cfg["rates"] if m != "none" else (0.0,):
+            r = mine[rate]
+            text = common.fmt(*common.mean_std(r["val_accuracy"]), scale=100)
+            text += f" ({r['diverged']} div.)" if r["diverged"] else ""
+            cells.append(f"**{text}**" if r["chosen"] and m != "none" else text)
+        body.append((LABELS[m], *cells, *[""] * (len(cfg["rates"]) - len(cells))))
+    sweep = (
+        f"**Rate sweep**: validation accuracy % ({cfg['val']:,} held-out training images) "
+        f"after {cfg['epochs']} epochs, mean ± std over seeds; the chosen rate in bold "
+        f"('none' has no rate: its one run is in the first column).\n\n"
+        + common.markdown_table(header, body)
+    )
+    by = {r["method"]: r for r in rows if r["chosen"]}
     header = (
         "regulariser",
+        "chosen rate",
         "train acc. %",
         "test acc. %",
         "gap (train − test), points",
@@ -156,52 +183,77 @@ def table(rows, cfg) -> str:
     body = [
         (
             LABELS[r["method"]],
+            "—" if r["method"] == "none" else f"{r['rate']:g}",
             common.fmt(*common.mean_std(r["train_accuracy"]), scale=100),
             common.fmt(*common.mean_std(r["test_accuracy"]), scale=100),
             common.fmt(*common.mean_std(r["gap"]), scale=100),
             vs(r, "none"),
             vs(r, "dropout"),
         )
-        for r in rows
+        for r in by.values()
     ]
     extra = ""
     if {"dropblock", "dropblock_channel"} <= set(by):
         extra = (
-            "\n\nPer-channel vs shared DropBlock, test accuracy: "
+            "\n\nPer-channel vs shared DropBlock at their chosen rates, test accuracy: "
             + common.compare(
                 by["dropblock_channel"]["test_accuracy"], by["dropblock"]["test_accuracy"]
             )
             + "."
         )
-    return (
-        f"Accuracy after {cfg['epochs']} epochs on {cfg['train']:,} training images (eval "
-        f"mode, all of them) and {cfg['test']:,} test images, mean ± std over seeds; every "
-        f"regulariser at rate {RATE}.\n\n" + common.markdown_table(header, body) + extra
+    chosen = (
+        f"**At the chosen rates**: accuracy after {cfg['epochs']} epochs on the "
+        f"{cfg['train']:,} training images (eval mode, all of them) and on {cfg['test']:,} "
+        f"test images, mean ± std over seeds.\n\n" + common.markdown_table(header, body) + extra
     )
+    return sweep + "\n\n" + chosen
 
 
 def plot(rows, cfg, out) -> None:
-    fig, axes = common.figure(1, 2, figsize=(12, 4.2))
-    epochs = np.arange(1, cfg["epochs"] + 1)
+    chosen = [r for r in rows if r["chosen"]]
+    colors = {m: f"C{i}" for i, m in enumerate(METHODS)}
+    fig, axes = common.figure(1, 3, figsize=(17, 4.2))
     ax = axes[0, 0]
-    for i, r in enumerate(rows):
+    for m in dict.fromkeys(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == m]
+        stats = [common.mean_std(r["val_accuracy"]) for r in mine]
+        if m == "none":
+            ax.axhline(100 * stats[0][0], color=colors[m], ls="--", label=LABELS[m])
+            continue
+        ax.errorbar(
+            [r["rate"] for r in mine],
+            [100 * mean for mean, _ in stats],
+            yerr=[100 * np.nan_to_num(std) for _, std in stats],
+            marker="o",
+            capsize=3,
+            color=colors[m],
+            label=LABELS[m],
+        )
+    ax.set_xlabel("rate")
+    ax.set_ylabel("validation accuracy % (mean ± std)")
+    ax.set_title("rate sweep (choice on validation)", fontsize="medium")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    epochs = np.arange(1, cfg["epochs"] + 1)
+    ax = axes[0, 1]
+    for r in chosen:
         ax.plot(
             epochs,
             100 * np.asarray(r["test_accuracy_curve"]),
             "-o",
             ms=3,
-            color=f"C{i}",
+            color=colors[r["method"]],
             label=LABELS[r["method"]],
         )
     ax.set_xlabel("epoch")
     ax.set_ylabel("test accuracy % (mean over seeds)")
-    ax.set_title("test accuracy during training", fontsize="medium")
+    ax.set_title("test accuracy during training, chosen rates", fontsize="medium")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
-    ax = axes[0, 1]
-    x = np.arange(len(rows))
+    ax = axes[0, 2]
+    x = np.arange(len(chosen))
     for offset, key, label in ((-0.2, "train_accuracy", "train"), (0.2, "test_accuracy", "test")):
-        stats = [common.mean_std(r[key]) for r in rows]
+        stats = [common.mean_std(r[key]) for r in chosen]
         ax.bar(
             x + offset,
             [100 * m for m, _ in stats],
@@ -211,8 +263,8 @@ def plot(rows, cfg, out) -> None:
             label=label,
             color="C7" if key == "train_accuracy" else "C0",
         )
-    ax.set_xticks(x, [LABELS[r["method"]] for r in rows], rotation=25, ha="right")
-    low = min(min(r["test_accuracy"]) for r in rows)
+    ax.set_xticks(x, [LABELS[r["method"]] for r in chosen], rotation=25, ha="right")
+    low = min(min(r["test_accuracy"]) for r in chosen)
     ax.set_ylim(max(0, 100 * low - 10), 100)
     ax.set_ylabel("accuracy % (mean ± std)")
     ax.set_title(
