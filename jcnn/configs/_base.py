@@ -66,8 +66,8 @@ def base() -> ml_collections.ConfigDict:
     # naming the step and the quantity; "skip" leaves the state as it was and counts it.
     c.on_nonfinite = "stop"
     c.progress = True
-    # Train steps per compiled call (unrolled in one XLA program; single-device runs only).
-    # None: 4 on one device (1.17-1.24x faster on a 2-core CPU), 1 otherwise. See fit.
+    # Train steps per compiled call (unrolled in one XLA program; not with parallel="pmap").
+    # None: 4 on one device (1.17-1.24x faster on a 2-core CPU), 1 on several. See fit.
     c.steps_per_call = None
     # Devices and numerics (jcnn.train.parallel): how the step spreads over the devices,
     # whether to start multi-process JAX, and the compute dtype of convs and dense layers.

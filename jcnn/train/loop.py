@@ -151,46 +151,33 @@ DEFAULT_STEPS_PER_CALL = 4
 
 
 def steps_per_call(run: Run) -> int:
-    """``config.steps_per_call``, or its default: 4 on a single device, else 1."""
+    """``config.steps_per_call``, or its default: 4 on a single device, else 1.
+
+    Several devices keep one step per call by default: the chunk's gain was
+    measured on one CPU device only. ``parallel="jit"`` and ``"shard_map"``
+    accept more; ``"pmap"`` runs one step per call (ValueError otherwise).
+    """
     k = run.config.get("steps_per_call")
     if k is None:
         return DEFAULT_STEPS_PER_CALL if run.plan.trivial else 1
-    if k > 1 and not run.plan.trivial:
+    if k > 1 and not run.plan.trivial and run.config.parallel == "pmap":
         raise ValueError(
-            f"config: `steps_per_call`={k} runs several steps in one call on a single "
-            f"device only; this run uses {jax.device_count()} device(s) "
-            f"(parallel={run.config.parallel!r}): set it to 1 or leave it None."
+            f"config: `steps_per_call`={k} runs several steps in one call, which "
+            f"parallel='pmap' does not; use parallel='jit' or 'shard_map', or set it to 1."
         )
     return k
 
 
 def compiled_train_chunk(run: Run, k: int):
     """The jitted, state-donating ``chunk(state, images, labels, rows)``: `k` train
-    steps in one XLA program, step ``i`` on the batch ``images[rows[i]]``.
+    steps in one XLA program, step ``i`` on the batch of this process's rows
+    ``rows[i]`` (`jcnn.train.parallel.DataParallel.train_chunk`).
 
-    The steps are unrolled (``lax.scan(..., unroll=True)``), not looped: on
-    XLA:CPU a convolution inside a while loop runs ~20x slower. Returns the
-    state after the `k` steps and each step's metrics stacked along a leading
-    axis. It computes the same function as `k` single steps, but not always
-    bit for bit: XLA may round a reduction differently in the larger program
-    (last-bit differences in a BatchNorm scale's momentum were seen on CPU).
     On a 2-core CPU, 4 steps per call train the default config 1.24x and
     resnet20 1.17x faster than single calls (147 -> 117 and 286 -> 244 ms a
     step, 2026-11-30); 8 gained no more than 4, and compile time grows with `k`.
     """
-    if not run.plan.trivial:
-        raise ValueError("compiled_train_chunk: single-device runs only.")
-    from jcnn.train.step import make_train_step
-
-    step = make_train_step(run.model, run.tx, **_step_kwargs(run))
-
-    def chunk(state, images, labels, rows):
-        def body(state, idx):
-            return step(state, images[idx], labels[idx])
-
-        return jax.lax.scan(body, state, rows, unroll=True)
-
-    return jax.jit(chunk, donate_argnums=0)
+    return run.plan.train_chunk(run.model, run.tx, k, **_step_kwargs(run))
 
 
 def params_sha256(params) -> str:
@@ -356,9 +343,9 @@ def fit(config, workdir) -> TrainState:
     as a preempted run does: SIGTERM or a first SIGINT makes `fit` save at the
     next call boundary and return (`jcnn.train.preempt`).
 
-    On one device, ``config.steps_per_call`` steps (default 4) run in one
-    compiled call (`compiled_train_chunk`) from each multiple of it in the
-    epoch; the epoch's remaining steps run one per call. Runs stop, save and
+    ``config.steps_per_call`` steps (default 4 on one device, 1 on several)
+    run in one compiled call (`compiled_train_chunk`) from each multiple of it
+    in the epoch; the epoch's remaining steps run one per call. Runs stop, save and
     log at call boundaries: ``stop_at_step`` stops at the end of the call that
     reaches it, and a log line covers the steps up to the end of the call that
     reaches its multiple of ``log_every_steps``. Changing ``steps_per_call``

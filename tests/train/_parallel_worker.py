@@ -3,20 +3,22 @@ several processes of a multi-process JAX run.
 
 ``python -m tests.train._parallel_worker modes``
     (``XLA_FLAGS=--xla_force_host_platform_device_count=8``) trains 3 steps
-    with each of ``jit``, ``shard_map`` and ``pmap`` and compares params,
-    batch stats, optimiser state and losses with one device on the same
-    global batches; checks that BatchNorm without the device axis gives other
+    with each of ``jit``, ``shard_map`` and ``pmap`` (and the 3 steps as one
+    chunk call in ``jit`` and ``shard_map``) and compares params, batch
+    stats, optimiser state and losses with one device on the same global
+    batches; checks that BatchNorm without the device axis gives other
     statistics (so the comparison would catch a missing sync) and that a
     batch the devices do not divide is refused. Prints ``ok``/``FAIL`` per
     check and exits 1 on any failure.
 
-``python -m tests.train._parallel_worker fit WORKDIR MODE[@STOP][,MODE[@STOP]...]``
+``python -m tests.train._parallel_worker fit WORKDIR MODE[:K][@STOP][,...]``
     runs `jcnn.train.fit` of `tiny_config` on all devices into
-    ``WORKDIR/<mode>`` (resuming what is there; ``@STOP`` stops at that
-    step); with ``JAX_COORDINATOR_ADDRESS``,
-    ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID`` set it is one process of a
-    distributed run. Writes ``state-<process>.npz`` (params and batch stats)
-    and prints one JSON line per mode.
+    ``WORKDIR/<mode>`` (resuming what is there; ``:K`` makes K steps per
+    call; ``@STOP`` stops at the end of the call that reaches that step);
+    with ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` and
+    ``JAX_PROCESS_ID`` set it is one process of a distributed run. Writes
+    ``state-<process>.npz`` (params and batch stats) and prints one JSON
+    line per mode.
 
 ``python -m tests.train._parallel_worker bf16`` (one device) checks
     ``config.dtype="bfloat16"``.
@@ -151,6 +153,25 @@ def modes() -> int:
             leaf.sharding.is_fully_replicated and len(leaf.sharding.device_set) == devices,
         )
 
+    # All the steps in one call (`train_chunk`), as fit runs them with steps_per_call > 1.
+    rows = np.arange(steps * batch).reshape(steps, batch)
+    for mode in ("jit", "shard_map"):
+        plan = parallel.DataParallel(mode)
+        data = plan.put_data(images, labels)
+        chunk = plan.train_chunk(model, tx, steps, **kw)
+        state, m = chunk(jax.device_put(initial, plan.replicated), data.images, data.labels, rows)
+        for name in ("params", "batch_stats", "opt_state"):
+            err = max_rel_diff(getattr(state, name), getattr(ref, name))
+            check(f"{mode} chunk: {name} == one device", err < RTOL, f"max rel diff {err:.2g}")
+        losses = [float(v) for v in m["loss"]]
+        err = max(abs(a - b) / b for a, b in zip(losses, ref_losses, strict=True))
+        check(f"{mode} chunk: losses == one device", err < RTOL, f"{losses} vs {ref_losses}")
+    try:
+        parallel.DataParallel("pmap").train_chunk(model, tx, steps, **kw)
+        check("pmap chunk refused", False, "no error")
+    except ValueError as e:
+        check("pmap chunk refused", "parallel='jit' or 'shard_map'" in str(e), str(e))
+
     # The same per-device program with BatchNorm left on the local shard.
     plan = parallel.DataParallel("shard_map")
     unsynced = jax.jit(
@@ -183,17 +204,21 @@ def modes() -> int:
 
 
 def fit(workdir: str, specs: str) -> int:
-    """`jcnn.train.fit` of `tiny_config` into ``WORKDIR/<mode>`` for each ``mode[@stop]`` of
-    the comma-separated `specs` (``@stop``: stop at that step, as a preempted run)."""
+    """`jcnn.train.fit` of `tiny_config` into ``WORKDIR/<mode>`` for each ``mode[:k][@stop]``
+    of the comma-separated `specs` (``:k``: steps per call; ``@stop``: stop at that step,
+    as a preempted run)."""
     import jax
 
     from jcnn import train
 
     for spec in specs.split(","):
-        mode, _, stop_at = spec.partition("@")
+        spec, _, stop_at = spec.partition("@")
+        mode, _, per_call = spec.partition(":")
         overrides = {"parallel": mode}
         if stop_at:
             overrides["stop_at_step"] = int(stop_at)
+        if per_call:
+            overrides["steps_per_call"] = int(per_call)
         out = Path(workdir) / mode
         state = train.fit(tiny_config(**overrides), out)
         # Fully replicated arrays are readable in every process.

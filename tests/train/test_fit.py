@@ -158,17 +158,20 @@ def test_without_fashion_mnist_the_run_trains_on_digits_with_their_settings(
     assert train.evaluate(workdir)["step"] == 16
 
 
-def test_steps_per_call_default_and_multi_device_error():
+def test_steps_per_call_default_and_the_pmap_error():
     from types import SimpleNamespace
 
     from jcnn.train import loop
 
-    def run(k, trivial):
-        config = SimpleNamespace(get=lambda key: k, parallel="shard_map")
+    def run(k, trivial, parallel="shard_map"):
+        config = SimpleNamespace(get=lambda key: k, parallel=parallel)
         return SimpleNamespace(config=config, plan=SimpleNamespace(trivial=trivial))
 
     assert loop.steps_per_call(run(None, True)) == 4
     assert loop.steps_per_call(run(None, False)) == 1
     assert loop.steps_per_call(run(1, False)) == 1
+    assert loop.steps_per_call(run(2, False, "jit")) == 2
+    assert loop.steps_per_call(run(2, False, "shard_map")) == 2
+    assert loop.steps_per_call(run(1, False, "pmap")) == 1
     with pytest.raises(ValueError, match=r"`steps_per_call`=2 runs several steps in one call"):
-        loop.steps_per_call(run(2, False))
+        loop.steps_per_call(run(2, False, "pmap"))

@@ -111,11 +111,12 @@ def _free_port() -> int:
 
 
 def test_jit_shard_map_and_pmap_on_8_devices_equal_one_device(xla_cache):
-    """3 steps of each mode == 3 steps on one device (params, BN stats, optimiser
-    state, losses); unsynced BN differs; a batch of 30 is refused."""
+    """3 steps of each mode, and 3 steps in one chunk call of jit and shard_map,
+    == 3 steps on one device (params, BN stats, optimiser state, losses); pmap
+    refuses a chunk; unsynced BN differs; a batch of 30 is refused."""
     (out,) = _finish(_start(["modes"], xla_cache, devices=8))
     assert "FAIL" not in out
-    assert out.count("ok  ") == 3 * 6 + 2, out
+    assert out.count("ok  ") == 3 * 6 + 2 * 4 + 1 + 2, out
 
 
 def test_checkpoint_saved_on_8_devices_resumes_on_1_device(tmp_path, xla_cache):
@@ -138,21 +139,41 @@ def test_checkpoint_saved_on_8_devices_resumes_on_1_device(tmp_path, xla_cache):
     )
 
 
+def test_chunked_calls_on_8_devices_resume_bit_identically(tmp_path, xla_cache):
+    """4 steps per call under jit on 8 devices: stopped (at the end of the call
+    reaching step 5, i.e. step 8) and resumed == uninterrupted, bit for bit;
+    and == one step per call within float32 reduction-order error."""
+    stopped = _start(["fit", tmp_path / "a", "jit:4@5,jit:4"], xla_cache, devices=8)
+    whole = _start(["fit", tmp_path / "b", "jit:4"], xla_cache, devices=8)
+    single = _start(["fit", tmp_path / "c", "jit:1"], xla_cache, devices=8)
+    outs = _finish(stopped, whole, single)
+    first, resumed = _records(outs[0])
+    (reference,) = _records(outs[1])
+    assert (first["step"], resumed["step"], reference["step"]) == (8, 16, 16)
+    assert first["devices"] == 8 and "resumed from step 8" in outs[0]
+    assert resumed["params_sha256"] == reference["params_sha256"]
+    _assert_close(
+        _state(tmp_path / "b" / "jit" / "state-0.npz"),
+        _state(tmp_path / "c" / "jit" / "state-0.npz"),
+    )
+
+
 # --- two processes ---
 
 
 def test_two_processes_train_like_one(tmp_path, xla_cache):
     """Two processes of 2 CPU devices each: `jit` stopped at step 5, resumed from
-    the checkpoint both wrote, then `pmap`: identical params on both processes,
-    equal to the one-process run; only process 0 writes metrics; the
-    checkpoint loads in this one-device process."""
+    the checkpoint both wrote, then `pmap`, then `shard_map` at 4 steps per
+    call: identical params on both processes, equal to the one-process run;
+    only process 0 writes metrics; the checkpoint loads in this one-device
+    process."""
     env = {
         parallel.COORDINATOR_ENV: f"localhost:{_free_port()}",
         parallel.NUM_PROCESSES_ENV: "2",
     }
     workers = [
         _start(
-            ["fit", tmp_path / "multi", "jit@5,jit,pmap"],
+            ["fit", tmp_path / "multi", "jit@5,jit,pmap,shard_map:4"],
             xla_cache,
             devices=2,
             env={**env, parallel.PROCESS_ID_ENV: str(i)},
@@ -166,7 +187,7 @@ def test_two_processes_train_like_one(tmp_path, xla_cache):
     expected = _state(tmp_path / "reference" / "jit" / "state-0.npz")
     reference_lines = (tmp_path / "reference" / "jit" / "metrics.jsonl").read_text().splitlines()
     sha256 = {}
-    for mode in ("jit", "pmap"):
+    for mode in ("jit", "pmap", "shard_map"):
         records = [r for out in outs[:2] for r in _records(out) if r["mode"] == mode]
         records = [r for r in records if r["step"] == 16]
         assert [(r["process"], r["processes"], r["devices"]) for r in records] == [
