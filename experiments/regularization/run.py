@@ -91,16 +91,12 @@ class RegCNN(nn.Module):
         return p.dense(x, self.num_classes, name="fc2")
 
     def regularize(self, x, train, name):
-        if self.method == "dropout":
-            return jnn.Dropout(self.rate, name=name)(x, train=train)
-        if self.method in ("dropblock", "dropblock_channel"):
-            per_channel = self.method == "dropblock_channel"
-            return jnn.DropBlock(self.rate, BLOCK, per_channel=per_channel, name=name)(
-                x, train=train
-            )
-        if self.method == "disout":
-            return jnn.Disout(self.rate, BLOCK, DISOUT_ALPHA, name=name)(x, train=train)
-        return x
+        """`method` on the feature map, as `jcnn.models.Parts` places it (DropConnect: none)."""
+        regularizer = None if self.method == "none" else self.method
+        parts = Parts(
+            regularizer=regularizer, rate=self.rate, block_size=BLOCK, disout_alpha=DISOUT_ALPHA
+        )
+        return parts.regularize(x, train=train, name=name)
 
 
 def main(argv=None) -> dict:
