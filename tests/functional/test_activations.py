@@ -262,11 +262,25 @@ def _maxout_loops(x, k):
     return out
 
 
-@pytest.mark.parametrize("k", [1, 3, 4])
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
 def test_maxout_matches_loops(k):
     x = normal((2, 3, 3, 12), seed=4)
     y = F.maxout(x, k)
     np.testing.assert_array_equal(y, _maxout_loops(np.asarray(x, np.float64), k))
+
+
+@pytest.mark.parametrize("k", [2, 3])  # k = 2 has its own formulation (strided slices)
+def test_maxout_gradient_is_one_hot_on_each_groups_arg_max(k):
+    x = normal((2, 3, 3, 12), seed=5)
+    w = normal((2, 3, 3, 12 // k), seed=6)
+    g = jax.grad(lambda v: jnp.sum(F.maxout(v, k) * w))(x)
+    xs, ws = np.asarray(x, np.float64), np.asarray(w, np.float64)
+    expected = np.zeros_like(xs)
+    for idx in np.ndindex(ws.shape):
+        *lead, j = idx
+        best = max(range(k), key=lambda i: xs[(*lead, j * k + i)])  # no ties in normal data
+        expected[(*lead, j * k + best)] = ws[idx]
+    np.testing.assert_array_equal(g, expected)
 
 
 def test_maxout_groups_contiguous_channels_and_routes_gradient():
