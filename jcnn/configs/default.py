@@ -1,7 +1,7 @@
 """The `make train` job: a small BatchNorm CNN on Fashion-MNIST.
 
 ``jcnn train --config=default --workdir=runs/default`` reaches 92.41% test
-accuracy in 338 s from launch to exit on 2 CPU cores (jax 0.10.2, 2026-11-30,
+accuracy in 327 s from launch to exit on 2 CPU cores (jax 0.10.2, 2026-12-01,
 `python benchmarks/time_to_accuracy.py`). See the README's results table.
 """
 
