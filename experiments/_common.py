@@ -145,9 +145,15 @@ def balanced_subsets(labels, sizes: Sequence[int], *, seed: int = 0) -> list[np.
     classes = np.unique(labels)
     for n in sizes:
         if not 1 <= n <= len(labels):
-            raise ValueError(f"balanced_subset: `n` must be in [1, {len(labels)}], got {n}.")
+            raise ValueError(
+                f"balanced_subsets: each size must be in [1, {len(labels)}] (the examples "
+                f"of `labels`), got {n} in `sizes` {tuple(sizes)}."
+            )
     if sum(sizes) > len(labels):
-        raise ValueError(f"balanced_subsets: `sizes` {tuple(sizes)} exceed the {len(labels)}.")
+        raise ValueError(
+            f"balanced_subsets: `sizes` {tuple(sizes)} add up to {sum(sizes)}, more than "
+            f"the {len(labels)} examples of `labels`."
+        )
     perm = np.random.default_rng(seed).permutation(len(labels))
     quotas = [
         {c: n // len(classes) + (i < n % len(classes)) for i, c in enumerate(classes)}

@@ -250,3 +250,13 @@ def test_balanced_subsets_are_disjoint_and_balanced_on_an_uneven_split():
 def test_load_data_rejects_a_bad_validation_size(kwargs, match):
     with pytest.raises(ValueError, match=match):
         common.load_data(**kwargs)
+
+
+def test_balanced_subsets_reject_sizes_beyond_the_split():
+    labels = np.arange(5) % 2
+    with pytest.raises(ValueError, match=r"`sizes` \(3, 3\) add up to 6, more than the 5"):
+        common.balanced_subsets(labels, (3, 3))
+    with pytest.raises(ValueError, match=r"each size must be in \[1, 5\].*got 0 in"):
+        common.balanced_subsets(labels, (2, 0))
+    with pytest.raises(ValueError, match=r"each size must be in \[1, 5\].*got 6 in"):
+        common.balanced_subset(labels, 6)
