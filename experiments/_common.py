@@ -777,6 +777,22 @@ def figure(nrows: int = 1, ncols: int = 1, *, figsize=(6.0, 4.0)):
     return fig, axes
 
 
+def errorbar(ax, x, samples, **kwargs):
+    """``ax.errorbar`` of the mean ± std, in %, of each list of accuracies in `samples`.
+
+    One point per entry of `x`; a single seed (std NaN) draws no bar. `kwargs`
+    go to matplotlib (``fmt``, ``marker``, ``color``, ``label``...);
+    ``capsize`` defaults to 3.
+    """
+    stats = [mean_std(s) for s in samples]
+    return ax.errorbar(
+        list(x),
+        [100 * m for m, _ in stats],
+        yerr=[100 * np.nan_to_num(s) for _, s in stats],
+        **{"capsize": 3, **kwargs},
+    )
+
+
 def savefig(fig, path, *, dpi: int = 100) -> Path:
     """Writes `fig` as a PNG (Agg renderer) and returns the path."""
     path = Path(path)

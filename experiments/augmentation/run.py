@@ -150,13 +150,11 @@ def plot(rows, cfg, out) -> None:
             ("test_accuracy", "-o", "test"),
             ("train_accuracy", ":^", "train"),
         ):
-            stats = [common.mean_std(find(rows, n, aug)[key]) for n in cfg["sizes"]]
-            ax.errorbar(
+            common.errorbar(
+                ax,
                 cfg["sizes"],
-                [100 * m for m, _ in stats],
-                yerr=[100 * np.nan_to_num(s) for _, s in stats],
+                [find(rows, n, aug)[key] for n in cfg["sizes"]],
                 fmt=style,
-                capsize=3,
                 color=f"C{i}",
                 label=f"{aug}, {what}",
             )

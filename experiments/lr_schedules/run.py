@@ -234,13 +234,8 @@ def plot(rows, cfg, out) -> None:
         (axes[0, 2], "ratio", ratio, "peak / final", f"B. how far to decay (cosine from {PEAK:g})"),
         (axes[0, 3], "peak", peak, "peak learning rate", f"C. where to start (cosine to /{RATIO})"),
     ):
-        stats = [common.mean_std(r["test_accuracy"]) for r in chosen]
-        ax.errorbar(
-            [r[key] for r in chosen],
-            [100 * m for m, _ in stats],
-            yerr=[100 * np.nan_to_num(s) for _, s in stats],
-            fmt="o-",
-            capsize=3,
+        common.errorbar(
+            ax, [r[key] for r in chosen], [r["test_accuracy"] for r in chosen], fmt="o-"
         )
         ax.set_xscale("log")
         ax.set_xlabel(xlabel)

@@ -249,13 +249,11 @@ def plot(rows, cfg, out) -> None:
                 arms = [find(rows, n, lr=v, batch=b0) for v in values]
             else:
                 arms = [find(rows, n, batch=v, lr=lr0 * v / b0) for v in values]
-            stats = [common.mean_std(r["test_accuracy"]) for r in arms]
-            ax.errorbar(
+            common.errorbar(
+                ax,
                 values,
-                [100 * m for m, _ in stats],
-                yerr=[100 * np.nan_to_num(s) for _, s in stats],
+                [r["test_accuracy"] for r in arms],
                 marker="o",
-                capsize=3,
                 color=colors[n],
                 label=n,
             )

@@ -171,13 +171,11 @@ def plot(rows, cfg, out) -> None:
     ax = axes[0, 0]
     for n in names:
         mine = [r for r in rows if r["optimizer"] == n]
-        stats = [common.mean_std(r["val_accuracy"]) for r in mine]
-        ax.errorbar(
+        common.errorbar(
+            ax,
             [r["lr"] for r in mine],
-            [100 * m for m, _ in stats],
-            yerr=[100 * np.nan_to_num(s) for _, s in stats],
+            [r["val_accuracy"] for r in mine],
             marker="o",
-            capsize=3,
             color=colors[n],
             label=n,
         )

@@ -212,16 +212,15 @@ def plot(rows, cfg, out) -> None:
     ax = axes[0, 0]
     for m in dict.fromkeys(r["method"] for r in rows):
         mine = [r for r in rows if r["method"] == m]
-        stats = [common.mean_std(r["val_accuracy"]) for r in mine]
         if m == "none":
-            ax.axhline(100 * stats[0][0], color=colors[m], ls="--", label=LABELS[m])
+            mean = common.mean_std(mine[0]["val_accuracy"])[0]
+            ax.axhline(100 * mean, color=colors[m], ls="--", label=LABELS[m])
             continue
-        ax.errorbar(
+        common.errorbar(
+            ax,
             [r["rate"] for r in mine],
-            [100 * mean for mean, _ in stats],
-            yerr=[100 * np.nan_to_num(std) for _, std in stats],
+            [r["val_accuracy"] for r in mine],
             marker="o",
-            capsize=3,
             color=colors[m],
             label=LABELS[m],
         )
