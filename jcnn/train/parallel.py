@@ -41,6 +41,12 @@ only those on its own devices, and the global batch is assembled without
 copies by `jax.make_array_from_process_local_data`. The dataset itself is
 held replicated on every device, so only indices cross the host boundary.
 
+**Several steps per call.** `DataParallel.train_chunk` compiles ``k`` steps
+into one program (``config.steps_per_call``) for ``"jit"`` and
+``"shard_map"``: each device gathers its rows of every batch from its copy
+of the dataset inside the program, so the host sends only the ``(k, batch)``
+row indices. ``"pmap"`` runs one step per call.
+
 **One device.** With ``"jit"`` on a single device of a single process the
 plan is the plain single-device path (`jax.jit`, no shardings): nothing
 changes for the default run.
