@@ -119,8 +119,10 @@ def batch_norm(
     ``c`` over the batch and spatial axes, and the running statistics are
     updated as ``new = momentum * old + (1 - momentum) * batch`` (Flax/Keras
     meaning of `momentum`; PyTorch's 0.1 is our 0.9, see
-    `batch_norm_momentum_from_torch`). In evaluation (``train=False``) the
-    running `mean`, `var` are used and returned unchanged.
+    `batch_norm_momentum_from_torch`), with that same biased ``batch``
+    variance (Flax's choice; PyTorch folds in the unbiased one, ``count /
+    (count - 1)`` larger). In evaluation (``train=False``) the running
+    `mean`, `var` are used and returned unchanged.
 
     Gradients flow through the batch statistics in training (the usual BN
     backward pass), and through `mean`, `var` in evaluation. The variance is

@@ -81,11 +81,12 @@ def _keep_mask(key, shape, rate, bh: int, bw: int):
     gamma = jnp.asarray(rate, jnp.float32) * ((h * w) / (bh * bw * vh * vw))
     corners = jax.random.bernoulli(key, gamma, (n, vh, vw, c)).astype(jnp.float32)
     ones = (1, 1, 1, 1)
+    zero = np.float32(0.0)  # a bare 0.0 is float64 under jax_enable_x64
     dropped = lax.reduce_window(
-        corners, 0.0, lax.max, (1, bh, 1, 1), ones, ((0, 0), (bh - 1, bh - 1), (0, 0), (0, 0))
+        corners, zero, lax.max, (1, bh, 1, 1), ones, ((0, 0), (bh - 1, bh - 1), (0, 0), (0, 0))
     )
     dropped = lax.reduce_window(
-        dropped, 0.0, lax.max, (1, 1, bw, 1), ones, ((0, 0), (0, 0), (bw - 1, bw - 1), (0, 0))
+        dropped, zero, lax.max, (1, 1, bw, 1), ones, ((0, 0), (0, 0), (bw - 1, bw - 1), (0, 0))
     )
     return 1.0 - dropped
 
@@ -100,7 +101,13 @@ def _rescale(keep):
 def _inverted_dropout(key, x, rate):
     keep_prob = 1.0 - jnp.asarray(rate, jnp.float32)
     keep = jax.random.bernoulli(key, keep_prob, x.shape)
-    return jnp.where(keep, x / keep_prob.astype(x.dtype), jnp.zeros((), x.dtype))
+    # Divide in at least float32 (float64 for float64 `x`), then round once: a
+    # bfloat16 1 - p (0.9 -> 0.8984) would bias E[y] by 0.17%.
+    wide = jnp.promote_types(x.dtype, jnp.float32)
+    if wide != jnp.float32:
+        keep_prob = 1.0 - jnp.asarray(rate, wide)
+    y = (x.astype(wide) / keep_prob).astype(x.dtype)
+    return jnp.where(keep, y, jnp.zeros((), x.dtype))
 
 
 # ----------------------------------------------------------------- public ---
@@ -261,17 +268,19 @@ def disout(key, x, rate, *, block_size, alpha):
     built on the DropBlock reference code) draws per-channel block masks as
     here and sets the selected units to ``alpha * c * std(x) * N(0, 1)``,
     with ``std`` the unbiased standard deviation of the whole batch tensor
-    (no gradient) and ``c`` either a randomly signed mean of the next conv's
-    largest weights (one per input channel) or, without them, the constant
-    0.01; it then divides by the kept fraction of the whole batch tensor.
+    (no gradient) and ``c`` either, from the next conv's kernel, the mean
+    over its window of the largest weight over output channels, each given a
+    random sign (one ``c`` per input channel; a further factor 0.1 when the
+    next conv is 1x1) or, without that kernel, the constant 0.01; it then
+    divides by the kept fraction of the whole batch tensor.
     Here:
 
     * ``c = 1``: a pure function does not see the next layer, and `alpha` is
       then plainly the noise scale in units of ``sigma``. The code's
       weight-free path with ``alpha = a`` is our ``alpha = 0.01 a``. Its
-      published setting, ``alpha = 30`` times the weight mean, which for a
-      He-initialised 3x3, 64-to-64-channel conv has an RMS of about 0.04,
-      corresponds to our ``alpha`` of about 1.3 at initialisation.
+      published setting, ``alpha = 30`` times that ``c``, which for a
+      He-initialised 3x3, 64-to-64-channel conv has an RMS of about 0.047,
+      corresponds to our ``alpha`` of about 1.4 at initialisation.
     * ``sigma`` and the rescale are per sample (no coupling across the batch),
       and the rescale is guarded: a sample distorted whole is
       ``units * epsilon`` rather than a division by zero.

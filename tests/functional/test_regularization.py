@@ -326,6 +326,36 @@ def test_dtype_and_shape_are_kept(name):
     assert (out.shape, out.dtype) == (x.shape, x.dtype)
 
 
+@pytest.mark.parametrize("name", list(FUNCTIONS))
+def test_64_bit_mode(name):
+    # Under jax_enable_x64 a bare Python float becomes float64: no internal
+    # constant may meet a float32 operand in a primitive that needs equal dtypes.
+    fn, shape = FUNCTIONS[name]
+    shape = (2, 6, 6, 3) if len(shape) == 4 and name != "dropconnect" else shape[-2:]
+    with jax.enable_x64(True):
+        for dtype in (jnp.float32, jnp.float64):
+            x = positive(shape).astype(dtype)
+            y = fn(KEY, x, 0.3)
+            assert y.dtype == dtype
+            if name in ("dropout", "dropconnect"):  # kept values: x / (1 - p) in x's precision
+                kept = np.asarray(y) != 0
+                want = np.asarray(x, np.float64)[kept] / 0.7
+                np.testing.assert_allclose(np.asarray(y)[kept], want, rtol=np.finfo(dtype).eps)
+
+
+def test_dropout_rescales_bfloat16_in_float32():
+    # bfloat16(1 - 0.1) = 0.8984: dividing by it would bias every kept value by
+    # +0.17%; the kept values must be x / 0.9 rounded once to bfloat16.
+    x = positive((64, 64)).astype(jnp.bfloat16)
+    y = np.asarray(DROPOUT(KEY, x, 0.1), np.float64)
+    kept = y != 0
+    want = np.asarray(
+        jnp.asarray(np.asarray(x, np.float64) / 0.9, jnp.float32).astype(jnp.bfloat16),
+        np.float64,
+    )
+    np.testing.assert_array_equal(y[kept], want[kept])
+
+
 @settings(max_examples=25, deadline=None)
 @given(
     h=st.integers(1, 12),

@@ -97,6 +97,30 @@ def test_no_warning_for_enough_decay_or_a_short_run():
         check_schedule(optax.constant_schedule(0.1), 30, steps_per_epoch=10)
 
 
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        dict(schedule="cosine"),
+        dict(schedule="exponential"),
+        dict(schedule="warmup_cosine", warmup_steps=10),
+    ],
+)
+def test_exactly_100x_by_the_end_does_not_warn(cfg):
+    # Over 100 updates the last one (step 99) is still ~2% of the peak above the
+    # schedule's end at step 100, so the rule measures the end.
+    with no_schedule_warning():
+        report = check_schedule_config(
+            dict(lr=0.1, final_lr=1e-3, **cfg), steps_per_epoch=10, num_epochs=10
+        )
+    assert report.end_lr == pytest.approx(1e-3, rel=1e-5)
+    assert report.end_over_peak == pytest.approx(0.01, rel=1e-5)
+    assert report.final_lr > 1.01e-3  # the last update: one step short of the end
+    with pytest.warns(ScheduleWarning, match=r"decays less than 100x \(it ends at 0\.0011\)"):
+        check_schedule_config(
+            dict(lr=0.1, final_lr=1.1e-3, **cfg), steps_per_epoch=10, num_epochs=10
+        )
+
+
 def test_one_cycle_report():
     cfg = dict(lr=0.1, schedule="one_cycle", pct_start=0.25, div_factor=10.0)
     with no_schedule_warning():
