@@ -36,6 +36,8 @@ def apply_overrides(config, overrides: list[str]):
     and an empty value for the empty tuple)."""
     import difflib
 
+    from jcnn.configs._base import with_article
+
     config.unlock()
     for item in overrides:
         if not item.startswith("--config.") or "=" not in item:
@@ -57,7 +59,8 @@ def apply_overrides(config, overrides: list[str]):
             node[leaf] = value
         except TypeError as err:  # ml_collections keeps a field's type
             raise UsageError(
-                f"config: `{dotted}` must be a {type(node[leaf]).__name__} like its default "
+                f"config: `{dotted}` must be "
+                f"{with_article(type(node[leaf]).__name__)} like its default "
                 f"{node[leaf]!r}, got {value!r} ({type(value).__name__})."
             ) from err
     config.lock()
@@ -104,6 +107,13 @@ def _summary(args, extra) -> int:
         shape = ()
     if len(shape) != 3 or min(shape) < 1:
         raise UsageError(f"--input-shape must be H,W,C positive ints, got {args.input_shape!r}")
+    if shape[0] in (1, 3, 4) and shape[1] == shape[2] > 4:
+        # (3, 224, 224) is a channels-first shape, not a 3 x 224 image of 224 channels.
+        raise UsageError(
+            f"--input-shape is H,W,C (channels last), got {args.input_shape!r}, which reads as "
+            f"C,H,W; for a {shape[1]}x{shape[2]} image with {shape[0]} channel(s) pass "
+            f"{shape[1]},{shape[2]},{shape[0]}"
+        )
     model = models.create(args.model, num_classes=args.num_classes)
     print(summary.summarize(model, shape))
     return 0
@@ -207,32 +217,54 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="jcnn", description="jcnn: CNNs in JAX.")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument(
+        "--debug", action="store_true", help="show tracebacks (anywhere on the command line)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("train", help="train a config (resumes from the workdir)")
+    overrides = (
+        "Any key of the config can be overridden: --config.KEY=VALUE, nested keys "
+        "dotted, values as Python literals, e.g. --config.num_epochs=3 "
+        "--config.optim.lr=0.1 --config.data.augment=crop,flip (see jcnn/configs/_base.py "
+        "for every key and its default)."
+    )
+    p = sub.add_parser("train", help="train a config (resumes from the workdir)", epilog=overrides)
     p.add_argument("--config", required=True, help="name or path.py, with optional :variant")
     p.add_argument("--workdir", required=True)
     p.set_defaults(run=_train)
     p = sub.add_parser("eval", help="evaluate the latest checkpoint of a run")
     p.add_argument("--workdir", required=True)
     p.set_defaults(run=_eval)
-    p = sub.add_parser("bench", help="train-step and eval throughput of a config (one JSON line)")
+    p = sub.add_parser(
+        "bench",
+        help="train-step and eval throughput of a config (one JSON line)",
+        epilog=overrides,
+    )
     p.add_argument("--config", required=True, help="name or path.py, with optional :variant")
-    p.add_argument("--steps", type=int, default=20, help="timed steps after the first")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=20,
+        help="timed steps after the compiling call, rounded up to a multiple of the "
+        "config's steps per call (default: %(default)s)",
+    )
     p.set_defaults(run=_bench)
     p = sub.add_parser("summary", help="per-layer shapes, params, FLOPs, receptive field")
     p.add_argument("model")
     p.add_argument("--input-shape", required=True, help="H,W,C")
-    p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument("--num-classes", type=int, default=10, help="default: %(default)s")
     p.set_defaults(run=_summary)
     p = sub.add_parser("export", help="write a run's forward pass as one file (jax.export)")
     p.add_argument("--workdir", required=True)
     p.add_argument("--out", required=True, help="output file, e.g. model.jax")
-    p.add_argument("--platforms", default="cpu,cuda,tpu", help="comma-separated lowering platforms")
+    p.add_argument(
+        "--platforms",
+        default="cpu,cuda,tpu",
+        help="comma-separated lowering platforms (default: %(default)s)",
+    )
     p.set_defaults(run=_export)
     p = sub.add_parser("predict", help="top classes of images under an exported model")
     p.add_argument("--model", required=True, help="a file written by jcnn export")
-    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--top-k", type=int, default=3, help="default: %(default)s")
     p.add_argument("--json", action="store_true", help="one JSON object per image")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.set_defaults(run=_predict)
@@ -245,13 +277,15 @@ def main(argv: list[str] | None = None) -> int:
 
     _xla.configure()  # before the backend starts; a no-op once it has
     argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]  # valid before or after the subcommand
     command = "jcnn"
     try:
         args, extra = _parser().parse_known_args(argv)
         command = f"jcnn {args.command}"
         return args.run(args, extra)
     except (UsageError, ValueError, TypeError, FileNotFoundError) as err:
-        if "--debug" in argv:
+        if debug:
             raise
         message = " ".join(str(err).split("\n")[0].split()) or type(err).__name__
         print(f"{getattr(err, 'prog', command)}: error: {message}", file=sys.stderr)

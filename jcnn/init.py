@@ -113,17 +113,37 @@ def compute_fans(shape) -> tuple[int, int]:
     return receptive * shape[-2], receptive * shape[-1]
 
 
-def zeros(key, shape, dtype=jnp.float32) -> jax.Array:
-    """All zeros (biases, BN shift). `key` is unused."""
+def zeros(key=None, shape=None, dtype=jnp.float32) -> jax.Array:
+    """All zeros (biases, BN shift). `key` is unused.
+
+    An initialiser itself, like ``jax.nn.initializers.zeros``: pass ``init.zeros``,
+    not ``init.zeros()``.
+    """
     del key
     fn = "zeros"
+    if shape is None:
+        raise TypeError(
+            f"{fn}: missing `shape`. `init.zeros` is an initialiser (key, shape, dtype) "
+            f"itself, not a factory like `init.he_normal()`: pass `init.zeros`, not "
+            f"`init.zeros()`."
+        )
     return jnp.zeros(_check_shape(shape, fn), _check_dtype(dtype, fn))
 
 
-def ones(key, shape, dtype=jnp.float32) -> jax.Array:
-    """All ones (BN scale). `key` is unused."""
+def ones(key=None, shape=None, dtype=jnp.float32) -> jax.Array:
+    """All ones (BN scale). `key` is unused.
+
+    An initialiser itself, like ``jax.nn.initializers.ones``: pass ``init.ones``,
+    not ``init.ones()``.
+    """
     del key
     fn = "ones"
+    if shape is None:
+        raise TypeError(
+            f"{fn}: missing `shape`. `init.ones` is an initialiser (key, shape, dtype) "
+            f"itself, not a factory like `init.he_normal()`: pass `init.ones`, not "
+            f"`init.ones()`."
+        )
     return jnp.ones(_check_shape(shape, fn), _check_dtype(dtype, fn))
 
 

@@ -419,7 +419,8 @@ FIT_CASES = [
     ("batch_size", {**FIT_BASE, "data": {**DIGITS, "batch_size": 0}}, ValueError,
      r"config: `data\.batch_size` must be an int >= 1, got 0"),
     ("batch_size-over-dataset", {**FIT_BASE, "data": {**DIGITS, "batch_size": 5000}},
-     ValueError, r"steps_per_epoch: `batch_size`=5000 exceeds the 1437 examples"),
+     ValueError, r"config: `data\.batch_size`=5000 exceeds the 1,437 training images of "
+     r"'digits'; a run trains on full batches only"),
     ("model-name", {**FIT_BASE, "model": {"name": "resnet"}}, ValueError,
      r"create: unknown model 'resnet'\. Did you mean"),
     ("model-override", {**FIT_BASE, "model": {"name": "cnn_small", "nrom": "batch"}},
@@ -435,8 +436,8 @@ def test_fit_rejects_a_bad_config_before_training(tmp_path, config, error, match
     with pytest.raises(error, match=match) as info:
         train.fit(config, tmp_path / "run")
     assert JCNN_DIR in Path(info.traceback[-1].path).resolve().parents
-    # Nothing of a run was written: no checkpoint, no metrics, no config.
-    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+    # Nothing of a run was written: not even its directory.
+    assert not (tmp_path / "run").exists()
 
 
 # --- the jcnn command: status 2, one line on stderr, a traceback only with --debug ---
@@ -469,7 +470,17 @@ CLI_CASES = [
     ("summary-classes", ["summary", "resnet20", "--input-shape=32,32,3", "--num-classes=0"],
      r"jcnn summary: error: create: `num_classes` must be an int >= 1, got 0"),
     ("train-override-type", ["train", "--config=default", WORK, "--config.data.batch_size=abc"],
-     r"jcnn train: error: config: `data\.batch_size` .*'abc'"),
+     r"jcnn train: error: config: `data\.batch_size` must be an int like its default 128, "
+     r"got 'abc' \(str\)"),
+    ("train-batch-over-data", ["train", "--config=default", WORK, "--config.data.train_subset=64"],
+     r"jcnn train: error: config: `data\.batch_size`=128 exceeds the 64 training images of "
+     r"'(fashion_mnist|digits)' \(data\.train_subset=64\); a run trains on full batches only"),
+    ("summary-channels-first", ["summary", "resnet20", "--input-shape=3,32,32"],
+     r"jcnn summary: error: --input-shape is H,W,C \(channels last\), got '3,32,32', which "
+     r"reads as C,H,W; .* pass 32,32,3"),
+    ("viz-out-dir", ["viz", "activations", "--out={workdir}/missing/a.png"],
+     r"jcnn viz: error: viz: cannot write `out`=.*/missing/a\.png': the directory "
+     r".*/missing' does not exist"),
     ("train-missing-workdir", ["train", "--config=default"],
      r"jcnn train: error: the following arguments are required: --workdir"),
     ("summary-classes-type", ["summary", "resnet20", "--input-shape=32,32,3", "--num-classes=x"],
@@ -487,6 +498,9 @@ def test_cli_reports_a_bad_command_in_one_line_with_status_2(tmp_path, capsys, a
     assert re.search(match, err), err
 
 
-def test_cli_debug_raises_the_error_itself():
+@pytest.mark.parametrize("where", ["first", "last"])
+def test_cli_debug_raises_the_error_itself(where):
+    argv = ["summary", "resnet", "--input-shape=32,32,3"]
+    argv = ["--debug", *argv] if where == "first" else [*argv, "--debug"]
     with pytest.raises(ValueError, match=r"create: unknown model 'resnet'"):
-        cli.main(["--debug", "summary", "resnet", "--input-shape=32,32,3"])
+        cli.main(argv)

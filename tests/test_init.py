@@ -198,6 +198,12 @@ BAD_ARGUMENTS = [
         r"zeros: `dtype` must have a floating-point dtype, got int32",
     ),
     (
+        lambda: init.ones(),
+        TypeError,
+        r"ones: missing `shape`\. `init\.ones` is an initialiser .* pass `init\.ones`, not "
+        r"`init\.ones\(\)`",
+    ),
+    (
         lambda: init.normal()(KEY, (3.0, 4)),
         TypeError,
         r"normal: `shape` must be a tuple of ints >= 0, got \(3\.0, 4\)",

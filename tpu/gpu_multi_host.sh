@@ -30,10 +30,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
-if [[ "${1:-}" == --dry-run ]]; then
-  DRY_RUN=1
-  shift
-fi
+take_dry_run "$@"  # --dry-run anywhere on the command line
+set -- "${REST[@]+"${REST[@]}"}"
 action="${1:-}"
 shift || true
 need HOSTS

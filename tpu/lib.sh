@@ -1,9 +1,23 @@
 # shellcheck shell=bash
 # Helpers sourced by the jcnn launch scripts in this folder (not run on its own).
 
-# DRY_RUN=1, or --dry-run as the first argument (see `dry_run_flag`), prints every
-# command that would change something, shell-quoted, instead of running it.
+# DRY_RUN=1, or --dry-run anywhere among a script's arguments (`take_dry_run`), prints
+# every command that would change something, shell-quoted, instead of running it.
 DRY_RUN="${DRY_RUN:-0}"
+
+# take_dry_run ARGS...: DRY_RUN=1 when --dry-run is among ARGS; the other arguments,
+# in order, go to the array REST (a script then runs: set -- "${REST[@]+"${REST[@]}"}").
+take_dry_run() {
+  REST=()
+  local a
+  for a in "$@"; do
+    if [[ "$a" == --dry-run ]]; then
+      DRY_RUN=1
+    else
+      REST+=("$a")
+    fi
+  done
+}
 
 # The JAX versions jcnn supports (pyproject.toml); the launch scripts install JAX in this range.
 # shellcheck disable=SC2034  # used by the scripts that source this file

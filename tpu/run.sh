@@ -23,10 +23,8 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-if [[ "${1:-}" == --dry-run ]]; then
-  DRY_RUN=1
-  shift
-fi
+take_dry_run "$@"  # --dry-run anywhere on the command line
+set -- "${REST[@]+"${REST[@]}"}"
 need TPU_NAME ZONE
 CONFIG="${CONFIG:-default}"
 WORKDIR="${WORKDIR:-runs/tpu}"

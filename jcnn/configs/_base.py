@@ -77,6 +77,11 @@ def base() -> ml_collections.ConfigDict:
     return c
 
 
+def with_article(noun: str) -> str:
+    """``"an int"``, ``"a float"``: the noun of an error message with its article."""
+    return f"{'an' if noun[:1] in 'aeiou' else 'a'} {noun}"
+
+
 def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
@@ -157,6 +162,7 @@ def _merge(dst: ml_collections.ConfigDict, src, prefix: str) -> None:
                 dst[key] = value
             except TypeError as err:  # ml_collections keeps a field's type
                 raise TypeError(
-                    f"config: `{where}` must be a {type(dst[key]).__name__} like its default "
+                    f"config: `{where}` must be "
+                    f"{with_article(type(dst[key]).__name__)} like its default "
                     f"{dst[key]!r}, got {value!r} ({type(value).__name__})."
                 ) from err

@@ -170,8 +170,8 @@ def read_image(path) -> np.ndarray:
 
     try:
         return matplotlib.image.imread(path)
-    except FileNotFoundError:
-        raise
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"read_image: no image file {str(path)!r}.") from err
     except (OSError, ValueError, SyntaxError) as err:  # Pillow's and matplotlib's "not an image"
         raise ValueError(f"read_image: cannot read {str(path)!r} as an image: {err}") from err
 

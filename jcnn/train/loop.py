@@ -83,6 +83,17 @@ def build(config, *, quiet: bool = False, plan: DataParallel | None = None) -> R
         # Compute dtype only: parameters, optimiser state and BN statistics stay float32.
         overrides.setdefault("dtype", jnp.dtype(config.dtype))
     model = models.create(config.model.name, num_classes=len(jdata.class_names(name)), **overrides)
+    if config.data.batch_size > len(train_y):
+        raise ValueError(
+            f"config: `data.batch_size`={config.data.batch_size} exceeds the "
+            f"{len(train_y):,} training images of {name!r}"
+            + (
+                f" (data.train_subset={config.data.train_subset})"
+                if config.data.train_subset
+                else ""
+            )
+            + "; a run trains on full batches only. Use a smaller batch size."
+        )
     steps = jdata.steps_per_epoch(len(train_y), config.data.batch_size)
     tx = optim.make_optimizer(config.optim, steps_per_epoch=steps, num_epochs=config.num_epochs)
     return Run(
@@ -337,6 +348,11 @@ class _Meter:
 def fit(config, workdir) -> TrainState:
     """Trains `config` in `workdir`, resuming from its latest checkpoint if any.
 
+    A checkpointed run resumes only under its own config: any difference in
+    what it trains (`check_same_run`; the keys of `RESUMABLE_CHANGES`, such as
+    logging, evaluation and ``steps_per_call``, may change) raises ValueError
+    before a file is written. A bad config raises before the workdir is made.
+
     Prints the schedule check and a progress bar; writes ``config.json``,
     ``metrics.jsonl``, ``checkpoints/`` and ``curves.png``. Returns the final
     `TrainState`. ``config.stop_at_step`` (optional) saves and returns early,
@@ -368,12 +384,12 @@ def fit(config, workdir) -> TrainState:
     plan = DataParallel(config.parallel)
     plan.check_batch_size(config.data.batch_size)
     workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
     run = build(config, plan=plan)
     config = run.config
     report = optim.check_schedule_config(
         config.optim, steps_per_epoch=run.steps_per_epoch, num_epochs=config.num_epochs
     )
+    per_call = steps_per_call(run)  # its errors, like the ones above, before any file
     say = print if jax.process_index() == 0 else lambda *a: None
     say(report.describe())
     say(
@@ -384,18 +400,20 @@ def fit(config, workdir) -> TrainState:
         + (f" in {jax.process_count()} processes" if jax.process_count() > 1 else "")
         + ("" if plan.trivial else f", parallel={plan.mode}")
     )
-    if jax.process_index() == 0:
-        (workdir / "config.json").write_text(config.to_json(indent=2) + "\n")
-
-    state = initial_state(run)
+    workdir.mkdir(parents=True, exist_ok=True)
     ckpt = Checkpointer(workdir / "checkpoints", keep=config.checkpoint.keep)
     start = ckpt.latest_step()
+    if start is not None:
+        check_same_run(workdir, config, step=start)
+    if jax.process_index() == 0:
+        _write_atomically(workdir / "config.json", config.to_json(indent=2) + "\n")
+
+    state = initial_state(run)
     if start is not None:
         state, _ = ckpt.restore(state)
         say(f"resumed from step {int(state.step):,} ({workdir / 'checkpoints'})")
     log = _Log(workdir)
     train_step = compiled_train_step(run)
-    per_call = steps_per_call(run)
     train_chunk = compiled_train_chunk(run, per_call) if per_call > 1 else None
     evaluate = _evaluator(run)
     schedule = optim.make_schedule(
@@ -479,6 +497,77 @@ def fit(config, workdir) -> TrainState:
         except ImportError:  # matplotlib is a dependency; only a broken install lands here
             pass
     return state
+
+
+# Keys a resumed run may change: they decide how the run is executed, logged,
+# evaluated or checkpointed, not what it trains. Any other difference between
+# a workdir's config.json and the new config is an error (`check_same_run`).
+RESUMABLE_CHANGES = frozenset(
+    {
+        "progress",
+        "log_every_steps",
+        "stop_at_step",
+        "steps_per_call",
+        "parallel",
+        "distributed",
+        "on_nonfinite",
+        "eval_every_epochs",
+        "eval_batch_size",
+        "flip_tta",
+        "checkpoint.keep",
+    }
+)
+
+
+def _flat(tree, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def check_same_run(workdir, config, *, step: int | None = None) -> None:
+    """Raises ValueError when `workdir` holds a run of a config that differs from
+    `config` in what it trains (any key outside `RESUMABLE_CHANGES`).
+
+    `fit` calls it before resuming, so that a mistaken command (another
+    config, another learning rate or epoch count) neither trains a model under
+    a config it was not started with nor overwrites the run's ``config.json``.
+    """
+    path = Path(workdir) / "config.json"
+    if not path.exists():  # another host's workdir: only process 0 writes the file
+        return
+    try:
+        stored = configs.from_json(path.read_text())
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"fit: the run in {workdir} has an unreadable {path.name}: {e}") from e
+    old = _flat(json.loads(stored.to_json()))
+    new = _flat(json.loads(configs.validate(config).to_json()))
+    changed = sorted(
+        key
+        for key in old.keys() | new.keys()
+        if key not in RESUMABLE_CHANGES and old.get(key, "<unset>") != new.get(key, "<unset>")
+    )
+    if changed:
+        shown = "; ".join(
+            f"{key}: {old.get(key, '<unset>')!r} -> {new.get(key, '<unset>')!r}"
+            for key in changed[:6]
+        )
+        more = f" (and {len(changed) - 6} more)" if len(changed) > 6 else ""
+        raise ValueError(
+            f"fit: {workdir} holds a run{'' if step is None else f' (saved at step {step:,})'} "
+            f"of a different config: {shown}{more}. To resume it, repeat its config "
+            f"({path}); to train this one, use another --workdir."
+        )
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def _restore(run: Run, workdir: Path) -> TrainState:

@@ -34,5 +34,10 @@ def new_figure(figsize, dpi: int, fn: str, *, layout: str | None = "constrained"
 def save(fig, out) -> Path:
     """Writes `fig` as a PNG to `out` and returns the path."""
     out = Path(out)
+    if not out.parent.is_dir():
+        raise FileNotFoundError(
+            f"viz: cannot write `out`={str(out)!r}: the directory {str(out.parent)!r} does not "
+            "exist."
+        )
     fig.savefig(out, format="png", dpi=fig.dpi)
     return out

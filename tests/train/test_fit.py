@@ -86,6 +86,30 @@ def test_single_step_calls_stop_exactly_and_resume_bit_identically(smoke_run, tm
         configs.validate(_smoke(steps_per_call=0))
 
 
+@needs_fashion
+def test_a_different_config_does_not_resume_a_run(smoke_run, tmp_path):
+    """A finished run asked to continue under another learning rate or model
+    raises before writing anything; keys that only steer the run may change."""
+    import shutil
+
+    workdir = tmp_path / "copy"
+    shutil.copytree(smoke_run, workdir)
+    before = {p: p.read_bytes() for p in workdir.rglob("*") if p.is_file()}
+    with pytest.raises(
+        ValueError,
+        match=r"fit: .*copy holds a run \(saved at step 32\) of a different config: "
+        r"optim\.lr: 0\.01 -> 0\.1\. To resume it, repeat its config",
+    ):
+        train.fit(_smoke(**{"optim.lr": 0.1}), workdir)
+    with pytest.raises(ValueError, match=r"model\.name: 'cnn_small' -> 'lenet5'"):
+        train.fit(_smoke(**{"model.name": "lenet5"}), workdir)
+    assert {p: p.read_bytes() for p in workdir.rglob("*") if p.is_file()} == before
+    # Logging, evaluation and execution settings: the run resumes (here: is done).
+    state = train.fit(_smoke(log_every_steps=3, eval_batch_size=7, steps_per_call=1), workdir)
+    assert int(state.step) == 32
+    assert json.loads((workdir / "config.json").read_text())["log_every_steps"] == 3
+
+
 def test_cli_bad_arguments_exit_2_with_one_line(tmp_path, capsys):
     cases = [
         (["train", "--config=defualt", f"--workdir={tmp_path}"], "Did you mean 'default'"),

@@ -315,13 +315,15 @@ def dry_run(tmp_path):
         path.write_text(f'#!/bin/sh\necho "{tool} $*" >> "{calls}"\n')
         path.chmod(0o755)
 
-    def run(script, *args, **env):
+    def run(script, *args, dry_run_last=False, **env):
         full_env = {**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}", **env}
         for name in ("TPU_NAME", "ZONE", "PROJECT", "HOSTS", "WORKDIR", "DRY_RUN"):
             if name not in env:
                 full_env.pop(name, None)
         proc = subprocess.run(
-            ["bash", str(TPU / script), "--dry-run", *args],
+            ["bash", str(TPU / script), *args, "--dry-run"]
+            if dry_run_last
+            else ["bash", str(TPU / script), "--dry-run", *args],
             env=full_env,
             capture_output=True,
             text=True,
@@ -335,6 +337,27 @@ def dry_run(tmp_path):
         return proc, commands
 
     return run
+
+
+@pytest.mark.parametrize(
+    "script, args, env",
+    [
+        ("run.sh", ("--config.num_epochs=3",), dict(TPU_NAME="t", ZONE="z", WORKDIR="/w")),
+        ("setup.sh", (), dict(TPU_NAME="t", ZONE="z")),
+        ("gpu_single_host.sh", ("run", "--config.num_epochs=3"), dict(WORKDIR="/w")),
+        ("gpu_multi_host.sh", ("run", "--config.num_epochs=3"), dict(HOSTS="a b", WORKDIR="/w")),
+    ],
+)
+def test_dry_run_is_taken_anywhere_on_the_command_line(dry_run, script, args, env):
+    first, first_commands = dry_run(script, *args, **env)
+    last, last_commands = dry_run(script, *args, dry_run_last=True, **env)
+    assert first.returncode == last.returncode == 0, (first.stderr, last.stderr)
+
+    def same_pid(commands):  # setup.sh names its tarball after the shell's PID
+        return [[re.sub(r"jcnn-\d+\.tar", "jcnn-PID.tar", w) for w in c] for c in commands]
+
+    assert first_commands and same_pid(last_commands) == same_pid(first_commands)
+    assert all("--dry-run" not in c for c in last_commands)
 
 
 def test_tpu_scripts_dry_run_print_gcloud_commands(dry_run):
