@@ -204,6 +204,19 @@ def test_resolve_dataset_falls_back_to_digits_only_when_missing(nowhere):
     assert D.resolve_dataset("digits") == "digits"
 
 
+def test_the_system_directory_wins_over_the_cache(nowhere, monkeypatch):
+    # Two copies that differ in their labels: the one found says where the search went.
+    monkeypatch.delenv("JCNN_DATA_DIR")
+    for place, labels in ((nowhere[1], TINY_LABELS), (nowhere[2], TINY_LABELS[::-1])):
+        place.mkdir(parents=True, exist_ok=True)
+        for split in ("train", "test"):
+            write_fashion(place, TINY_IMAGES, labels, split)
+    assert not np.array_equal(TINY_LABELS, TINY_LABELS[::-1])
+    np.testing.assert_array_equal(D.load("fashion_mnist", "test")[1], TINY_LABELS)
+    monkeypatch.setenv("JCNN_DATA_DIR", str(nowhere[2]))  # the variable comes first
+    np.testing.assert_array_equal(D.load("fashion_mnist", "test")[1], TINY_LABELS[::-1])
+
+
 def test_unknown_names_and_splits_list_the_valid_ones():
     with pytest.raises(ValueError, match=r"load: unknown dataset 'cifar10'.*'fashion_mnist'"):
         D.load("cifar10", "train")

@@ -123,6 +123,14 @@ def test_dropconnect_drops_weights_not_outputs():
     assert np.all(y != 0) and np.all(np.abs(y - full) > 1e-3)
 
 
+def test_dropconnect_drop_fraction_at_an_asymmetric_rate():
+    # At rate 0.5 a mask with keep and drop swapped looks the same; at 0.3 it does not.
+    # n = 512000 iid Bernoulli(0.3): 6 sigma = 3.8e-3.
+    rate, kernel = 0.3, X_TILED
+    dropped = np.asarray(DROPCONNECT(KEY, kernel, rate)) == 0
+    assert abs(dropped.mean() - rate) < 6 * np.sqrt(rate * (1 - rate) / dropped.size)
+
+
 def test_dropconnect_conv_kernel():
     kernel = positive((3, 3, 4, 5))
     dropped = np.asarray(DROPCONNECT(KEY, kernel, 0.5))

@@ -20,7 +20,14 @@ NUM_CLASSES = 10
 # pool and the three strided stages (40x32 -> 2x1). VGG-11: five 2x2 pools
 # leave 2x3 before the adaptive pool to 7x7, so the flatten order matters
 # (at 32x32 a 1x1 map would be repeated 49 times and hide it).
-INPUTS = {"lenet5": (2, 1, 28, 28), "resnet18": (2, 3, 40, 32), "vgg11_bn": (2, 3, 64, 96)}
+# ResNet-50: bottleneck blocks, the stride on the 3x3 conv (v1.5), projection
+# shortcuts; 32x32 leaves a 1x1 map for the last stage.
+INPUTS = {
+    "lenet5": (2, 1, 28, 28),
+    "resnet18": (2, 3, 40, 32),
+    "resnet50": (2, 3, 32, 32),
+    "vgg11_bn": (2, 3, 64, 96),
+}
 
 
 def _rng(seed):
@@ -60,7 +67,7 @@ def _case(name):
     return x, expected, variables, atol
 
 
-@pytest.mark.parametrize("name", ["lenet5", "resnet18", "vgg11_bn"])
+@pytest.mark.parametrize("name", ["lenet5", "resnet18", "resnet50", "vgg11_bn"])
 def test_converted_model_gives_torch_logits(name):
     x, expected, variables, atol = _case(name)
     got = _logits(name, variables, x)

@@ -168,10 +168,24 @@ def test_norm_override(norm, layer):
 
 
 def test_group_norm_uses_the_largest_divisor_not_above_num_groups():
+    from jcnn import nn as jnn
+
     model = models.create("lenet5", num_classes=10, norm="group", num_groups=4)
-    # 6 channels: groups 3 (6 % 4 != 0); 16 channels: groups 4. 4 params per channel pair.
-    variables = shapes(model, (32, 32, 1))
-    assert variables["params"]["norm1"]["scale"].shape == (6,)
+    seen = []
+
+    def record(next_fun, args, kwargs, context):
+        if isinstance(context.module, jnn.GroupNorm) and context.method_name == "__call__":
+            seen.append((context.module.name, args[0].shape[-1], context.module.num_groups))
+        return next_fun(*args, **kwargs)
+
+    with nn.intercept_methods(record):
+        model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 1)), train=False)
+    # 6 channels: 4 does not divide 6, 3 does; 16 channels: 4.
+    assert [(name, c, g) for name, c, g in seen if name in ("norm1", "norm2")] == [
+        ("norm1", 6, 3),
+        ("norm2", 16, 4),
+    ]
+    assert all(g == max(d for d in range(1, 5) if c % d == 0) for _, c, g in seen)
     rows = {r.name: r for r in summarize(model, (32, 32, 1)).rows}
     assert rows["norm1"].layer == rows["norm2"].layer == "GroupNorm"
 

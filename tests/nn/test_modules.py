@@ -129,7 +129,9 @@ def test_parameter_shapes(module, x, shapes):
 
 @pytest.mark.parametrize(
     "module,in_channels,fan_in",
-    [(jnn.Conv2d(64, 3), 64, 3 * 3 * 64), (jnn.Dense(512), 128, 128)],
+    # fan_in != fan_out in both (conv: 288 vs 1,152; dense: 128 vs 512), so a
+    # fan_out or fan_avg default would fail.
+    [(jnn.Conv2d(128, 3), 32, 3 * 3 * 32), (jnn.Dense(512), 128, 128)],
 )
 def test_kernel_default_is_he_normal_and_bias_zero(module, in_channels, fan_in):
     x = jnp.zeros((1, 5, 5, in_channels) if isinstance(module, jnn.Conv2d) else (1, in_channels))

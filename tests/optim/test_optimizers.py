@@ -53,11 +53,18 @@ def warmup_cosine_lr(t, lr=0.1, init=0.02, warmup=2, total=10):
     return lr * 0.5 * (1 + math.cos(math.pi * (t - warmup) / (total - warmup)))
 
 
-def sgd_reference(momentum, nesterov, lr_at, wd=0.0, mode="l2", steps=STEPS):
-    """v = mu v + g; w -= lr_t v (Nesterov: w -= lr_t (g + mu v)); decay l2 or decoupled."""
+def clipped(g, clip):
+    """g scaled to global norm `clip` when it is longer (Pascanu et al. 2013)."""
+    norm = float(np.sqrt(np.sum(g**2)))
+    return g if clip is None or norm <= clip else g * (clip / norm)
+
+
+def sgd_reference(momentum, nesterov, lr_at, wd=0.0, mode="l2", steps=STEPS, clip=None):
+    """v = mu v + g; w -= lr_t v (Nesterov: w -= lr_t (g + mu v)); decay l2 or decoupled;
+    the raw gradient clipped first."""
     w, v = W0.copy(), np.zeros_like(W0)
     for t in range(steps):
-        g = grad64(w) + (wd * w if mode == "l2" else 0.0)
+        g = clipped(grad64(w), clip) + (wd * w if mode == "l2" else 0.0)
         v = momentum * v + g
         direction = g + momentum * v if nesterov else v
         if mode == "decoupled":
@@ -66,11 +73,12 @@ def sgd_reference(momentum, nesterov, lr_at, wd=0.0, mode="l2", steps=STEPS):
     return w
 
 
-def adam_reference(lr, b1=0.9, b2=0.999, eps=1e-8, wd=0.0, mode="l2", steps=STEPS):
-    """Kingma & Ba, Algorithm 1; AdamW (Loshchilov & Hutter) adds lr * wd * w after."""
+def adam_reference(lr, b1=0.9, b2=0.999, eps=1e-8, wd=0.0, mode="l2", steps=STEPS, clip=None):
+    """Kingma & Ba, Algorithm 1; AdamW (Loshchilov & Hutter) adds lr * wd * w after;
+    the raw gradient clipped first."""
     w, m, v = W0.copy(), np.zeros_like(W0), np.zeros_like(W0)
     for t in range(1, steps + 1):
-        g = grad64(w) + (wd * w if mode == "l2" else 0.0)
+        g = clipped(grad64(w), clip) + (wd * w if mode == "l2" else 0.0)
         m = b1 * m + (1 - b1) * g
         v = b2 * v + (1 - b2) * g**2
         m_hat, v_hat = m / (1 - b1**t), v / (1 - b2**t)
@@ -184,6 +192,31 @@ def test_clip_by_global_norm_caps_the_norm():
     small = {"a": jnp.array([0.3, 0.0]), "b": jnp.array([0.4])}  # norm 0.5 < 1: untouched
     updates, _ = update(small, opt.init(params), params)
     np.testing.assert_allclose(updates["b"], [-0.4], rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "cfg, reference",
+    [
+        (
+            dict(name="adam", lr=0.1, clip=0.5, weight_decay=0.5),
+            lambda: adam_reference(0.1, wd=0.5, clip=0.5),
+        ),
+        (
+            dict(name="adamw", lr=0.1, clip=0.5, weight_decay=0.5),
+            lambda: adam_reference(0.1, wd=0.5, mode="decoupled", clip=0.5),
+        ),
+        (
+            dict(name="sgd", lr=0.1, momentum=0.9, nesterov=True, clip=0.5, weight_decay=0.5),
+            lambda: sgd_reference(0.9, True, lambda t: 0.1, wd=0.5, clip=0.5),
+        ),
+    ],
+)
+def test_clipping_acts_on_the_raw_gradient_before_decay_and_moments(cfg, reference):
+    # The gradient's norm on this quadratic stays above 0.5 over the 5 steps, so every
+    # step is clipped; clipping after the L2 term or after Adam's scaling differs.
+    w = W0.copy()
+    assert np.sqrt(np.sum(grad64(w) ** 2)) > 2 * 0.5
+    np.testing.assert_allclose(run(cfg), reference(), **TOL)
 
 
 def test_accepts_config_dict():
