@@ -75,6 +75,8 @@ def _kill_leftover_workers():
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+        if proc.stdout is not None:  # a process waited for but never read: no unclosed pipe
+            proc.stdout.close()
 
 
 def _finish(*procs) -> list[str]:
