@@ -327,7 +327,7 @@ SURFACES = {
     ],
     "optim": [
         ("make_optimizer-name", lambda: make_optimizer(name="sgdd", lr=0.1), ValueError,
-         r"make_optimizer: unknown optimizer 'sgdd'; valid: 'sgd', 'adam', 'adamw'\. "
+         r"make_optimizer: unknown optimizer 'sgdd'; valid: 'sgd', 'adam', 'adamw', 'lars'\. "
          r"Did you mean 'sgd'\?"),
         ("make_optimizer-key", lambda: make_optimizer(name="sgd", lrr=0.1), ValueError,
          r"make_optimizer: unknown config key 'lrr'\. Did you mean 'lr'\? Known keys: "),

@@ -1,7 +1,7 @@
 """Optimisers and learning-rate schedules from a config, checked before training.
 
 ``make_optimizer(cfg, steps_per_epoch=S, num_epochs=E)`` returns one optax
-chain (clip, weight decay, SGD/Adam, the schedule); ``check_schedule_config``
+chain (clip, weight decay, SGD/Adam/LARS, the schedule); ``check_schedule_config``
 samples its schedule at every step and raises (or warns) on a schedule that
 would waste the run. Configs are `ml_collections.ConfigDict` or plain dicts.
 """
@@ -19,6 +19,7 @@ from jcnn.optim._optimizers import OPTIMIZERS as OPTIMIZERS
 from jcnn.optim._optimizers import WEIGHT_DECAY_MODES as WEIGHT_DECAY_MODES
 from jcnn.optim._optimizers import default_decay_mask as default_decay_mask
 from jcnn.optim._optimizers import make_optimizer as make_optimizer
+from jcnn.optim._optimizers import scale_by_lars as scale_by_lars
 
 # --- schedule checks ---
 # isort: split

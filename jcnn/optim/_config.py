@@ -29,6 +29,7 @@ OPTIMIZER_KEYS = frozenset(
         "weight_decay_mode",
         "decay_norm_and_bias",
         "clip",
+        "trust_coefficient",
     }
 )
 SCHEDULE_KEYS = frozenset(

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from jcnn.optim._config import choose, flag, read_config, real
 from jcnn.optim._schedules import build_schedule
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
+OPTIMIZERS = ("sgd", "adam", "adamw", "lars")
 WEIGHT_DECAY_MODES = ("decoupled", "l2")
 
 
@@ -45,11 +46,12 @@ def make_optimizer(
     num_epochs: int,
     decay_mask: Callable | None = None,
 ) -> optax.GradientTransformation:
-    r"""An optax chain: clip, (L2 decay), SGD/Adam, (decoupled decay), -lr schedule.
+    r"""An optax chain: clip, (L2 decay), SGD/Adam, (decoupled decay), -lr schedule
+    (LARS: clip, trust ratio with its decay, -lr schedule, momentum).
 
     Config keys (`ml_collections.ConfigDict` or a Mapping; ``None`` = unset):
 
-    - ``name``: ``"sgd"``, ``"adam"`` or ``"adamw"`` (required); ``lr`` > 0 and
+    - ``name``: ``"sgd"``, ``"adam"``, ``"adamw"`` or ``"lars"`` (required); ``lr`` > 0 and
       the schedule keys of `make_schedule`.
     - ``sgd``: ``momentum`` :math:`\mu \in [0, 1)` (default 0, plain SGD) and
       ``nesterov`` (default False; needs :math:`\mu > 0`). The update is
@@ -74,6 +76,21 @@ def make_optimizer(
       the paper's Algorithm 2 scales it by the schedule multiplier only, so its
       :math:`\lambda` is ours times the base rate. Default mode: ``"decoupled"``
       for adamw, ``"l2"`` for sgd and adam; adamw with ``"l2"`` raises.
+    - ``lars`` (You, Gitman & Ginsburg 2017, Algorithm 1): layer-wise rate
+      scaling for large batches, with ``momentum`` (default 0.9), ``nesterov``,
+      ``weight_decay`` :math:`\beta` and ``trust_coefficient`` :math:`\eta`
+      (default 0.001). Per leaf (layer) that `decay_mask` selects,
+      :math:`\lambda = \eta \|\theta\| / (\|g\| + \beta\|\theta\|)`
+      (1 where a norm is 0), :math:`v_t = \mu v_{t-1} + \eta_t \lambda (g +
+      \beta\theta)`, :math:`\theta_t = \theta - v_t` (Nesterov: :math:`\theta
+      - (\eta_t \lambda (g + \beta\theta) + \mu v_t)`); the other leaves
+      (biases, norm parameters: no decay and no adaptation, the usual practice
+      for BN networks) take :math:`\lambda = 1` and :math:`\beta = 0`. The
+      denominator is the paper's, :math:`\|g\| + \beta\|\theta\|`;
+      ``optax.lars`` divides by :math:`\|g + \beta\theta\|`. The rate
+      :math:`\eta_t` enters the momentum buffer, as in the paper, so
+      :math:`\eta_t` and :math:`\lambda` of earlier steps stay in it. The
+      decay is part of the trust ratio: ``weight_decay_mode`` must stay "l2".
     - ``decay_norm_and_bias`` (default False): by default only the leaves
       chosen by `decay_mask` decay; True decays every parameter.
     - ``clip``: if set, ``optax.clip_by_global_norm(clip)`` runs first, on
@@ -95,7 +112,8 @@ def make_optimizer(
       Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.
       Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019.
       Sutskever et al., "On the importance of initialization and momentum in
-      deep learning", ICML 2013.
+      deep learning", ICML 2013. You, Gitman & Ginsburg, "Large Batch Training
+      of Convolutional Networks", arXiv:1708.03888, 2017.
     """
     fn = "make_optimizer"
     c = read_config(cfg, fn)
@@ -106,6 +124,8 @@ def make_optimizer(
     parts = []
     if "clip" in c:
         parts.append(optax.clip_by_global_norm(real(c, "clip", fn, low=0.0, low_open=True)))
+    if name == "lars":
+        return optax.chain(*parts, *_lars(c, schedule, decay_mask, fn))
     decay, mode = _weight_decay(c, name, decay_mask, fn)
     if decay is not None and mode == "l2":
         parts.append(decay)
@@ -153,3 +173,63 @@ def _weight_decay(c, name: str, decay_mask, fn: str):
         return None, mode
     mask = None if everything else (decay_mask or default_decay_mask)
     return optax.add_decayed_weights(weight_decay, mask=mask), mode
+
+
+def _lars(c, schedule, decay_mask, fn: str) -> list:
+    """The LARS part of the chain: trust ratio, rate, then momentum (see `make_optimizer`)."""
+    if c.get("weight_decay_mode", "l2") != "l2":
+        raise ValueError(
+            f"{fn}: 'lars' puts the weight decay inside its trust ratio; "
+            f"`weight_decay_mode` must be 'l2', got {c['weight_decay_mode']!r}."
+        )
+    _weight_decay(c, "lars", decay_mask, fn)  # the mask and flag checks
+    everything = flag(c, "decay_norm_and_bias", fn, default=False)
+    mask = (lambda p: jax.tree.map(lambda _: True, p)) if everything else decay_mask
+    momentum = real(c, "momentum", fn, default=0.9, low=0.0, high=1.0, high_open=True)
+    nesterov = flag(c, "nesterov", fn, default=False)
+    if nesterov and momentum == 0.0:
+        raise ValueError(f"{fn}: `nesterov`=True needs `momentum` > 0, got momentum=0.")
+    return [
+        scale_by_lars(
+            weight_decay=real(c, "weight_decay", fn, default=0.0, low=0.0),
+            trust_coefficient=real(
+                c, "trust_coefficient", fn, default=1e-3, low=0.0, low_open=True
+            ),
+            mask=mask or default_decay_mask,
+        ),
+        optax.scale_by_learning_rate(schedule),
+        optax.trace(decay=momentum, nesterov=nesterov),
+    ]
+
+
+def scale_by_lars(
+    *, weight_decay: float, trust_coefficient: float, mask: Callable = default_decay_mask
+) -> optax.GradientTransformation:
+    r"""LARS's layer-wise step: :math:`g \leftarrow \lambda (g + \beta\theta)` with
+    :math:`\lambda = \eta \|\theta\| / (\|g\| + \beta\|\theta\|)` per leaf
+    where ``mask(params)`` is True (1 where a norm is 0), `g` unchanged elsewhere.
+
+    Norms are Frobenius norms of each leaf, in float32 or wider. Needs ``params``.
+    """
+
+    def update(updates, state, params=None):
+        if params is None:
+            raise ValueError("scale_by_lars: the update needs `params` (the trust ratio).")
+
+        def one(g, w, adapt):
+            if not adapt:
+                return g
+            wide = jnp.promote_types(g.dtype, jnp.float32)
+            w_norm = jnp.linalg.norm(w.astype(wide).ravel())
+            g_norm = jnp.linalg.norm(g.astype(wide).ravel())
+            denominator = g_norm + weight_decay * w_norm
+            ratio = jnp.where(
+                (w_norm > 0) & (denominator > 0),
+                trust_coefficient * w_norm / jnp.where(denominator > 0, denominator, 1.0),
+                1.0,
+            )
+            return (ratio * (g.astype(wide) + weight_decay * w.astype(wide))).astype(g.dtype)
+
+        return jax.tree.map(one, updates, params, mask(params)), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)

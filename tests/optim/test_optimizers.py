@@ -219,6 +219,90 @@ def test_clipping_acts_on_the_raw_gradient_before_decay_and_moments(cfg, referen
     np.testing.assert_allclose(run(cfg), reference(), **TOL)
 
 
+# --- LARS: a kernel (adapted and decayed) and a bias (neither), float64 loop of
+# You, Gitman & Ginsburg 2017, Algorithm 1, with the rate inside the momentum.
+BIAS_TARGET = np.array([1.0, -2.0])
+B0 = np.array([0.5, 0.25])
+
+
+def lars_reference(lr_at, momentum, wd, eta, nesterov=False, steps=STEPS):
+    w, b = W0.copy(), B0.copy()
+    vw, vb = np.zeros_like(w), np.zeros_like(b)
+    for t in range(steps):
+        gw, gb = grad64(w), b - BIAS_TARGET
+        local = eta * np.linalg.norm(w) / (np.linalg.norm(gw) + wd * np.linalg.norm(w))
+        uw, ub = lr_at(t) * local * (gw + wd * w), lr_at(t) * gb
+        vw, vb = momentum * vw + uw, momentum * vb + ub
+        w = w - (uw + momentum * vw if nesterov else vw)
+        b = b - (ub + momentum * vb if nesterov else vb)
+    return w, b
+
+
+def run_with_bias(cfg, steps=STEPS):
+    opt = make_optimizer(cfg, steps_per_epoch=10, num_epochs=1)
+    a, target = jnp.asarray(A, jnp.float32), jnp.asarray(BIAS_TARGET, jnp.float32)
+
+    def step(params, state):
+        w, b = params["Dense_0"]["kernel"].reshape(-1), params["Dense_0"]["bias"]
+        g = {"Dense_0": {"kernel": (a @ w - jnp.asarray(B, jnp.float32)).reshape(2, 2)}}
+        g["Dense_0"]["bias"] = b - target
+        updates, state = opt.update(g, state, params)
+        return optax.apply_updates(params, updates), state
+
+    params = {
+        "Dense_0": {
+            "kernel": jnp.asarray(W0, jnp.float32).reshape(2, 2),
+            "bias": jnp.asarray(B0, jnp.float32),
+        }
+    }
+    state = opt.init(params)
+    step = jax.jit(step)
+    for _ in range(steps):
+        params, state = step(params, state)
+    return (
+        np.asarray(params["Dense_0"]["kernel"]).reshape(-1),
+        np.asarray(params["Dense_0"]["bias"]),
+    )
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_lars_matches_the_papers_update_rule(nesterov):
+    # eta = 0.5 (not 1e-3) so that 5 steps move the kernel well beyond float32 noise.
+    cfg = dict(name="lars", lr=0.1, momentum=0.9, nesterov=nesterov, weight_decay=0.05,
+               trust_coefficient=0.5, **WARMUP)  # fmt: skip
+    w, b = run_with_bias(cfg)
+    ref_w, ref_b = lars_reference(warmup_cosine_lr, 0.9, 0.05, 0.5, nesterov=nesterov)
+    assert np.abs(ref_w - W0).max() > 1e-2  # the test would see a wrong step
+    np.testing.assert_allclose(w, ref_w, **TOL)
+    np.testing.assert_allclose(b, ref_b, **TOL)
+
+
+def test_lars_trust_ratio_is_the_papers_not_optax():
+    # With decay the paper's denominator |g| + wd|w| differs from |g + wd w|:
+    # the first update's kernel step, over the rate, is the trust ratio times g + wd w.
+    cfg = dict(name="lars", lr=1.0, momentum=0.0, weight_decay=0.5, trust_coefficient=0.1)
+    w1, _ = run_with_bias(cfg, steps=1)
+    g = grad64(W0) + 0.5 * W0
+    paper = 0.1 * np.linalg.norm(W0) / (np.linalg.norm(grad64(W0)) + 0.5 * np.linalg.norm(W0))
+    optax_ratio = 0.1 * np.linalg.norm(W0) / np.linalg.norm(g)
+    assert abs(paper / optax_ratio - 1) > 0.05
+    # w1 is float32 near 0.3: its rounding (3e-8) bounds the step's absolute error.
+    np.testing.assert_allclose(W0 - w1, paper * g, rtol=1e-5, atol=1e-7)
+
+
+def test_lars_rejects_decoupled_decay_and_a_bad_trust_coefficient():
+    with pytest.raises(ValueError, match=r"'lars' puts the weight decay inside its trust ratio"):
+        make_optimizer(
+            dict(name="lars", lr=1.0, weight_decay=1e-4, weight_decay_mode="decoupled"),
+            steps_per_epoch=1,
+            num_epochs=1,
+        )
+    with pytest.raises(ValueError, match=r"`trust_coefficient` must be in \(0, inf\), got 0"):
+        make_optimizer(
+            dict(name="lars", lr=1.0, trust_coefficient=0), steps_per_epoch=1, num_epochs=1
+        )
+
+
 def test_accepts_config_dict():
     cfg = ml_collections.ConfigDict(
         dict(name="sgd", lr=0.1, momentum=0.9, nesterov=True, clip=None)
@@ -245,7 +329,7 @@ BAD = [
     (
         dict(name="adamm", lr=0.1),
         ValueError,
-        r"unknown optimizer 'adamm'; valid: 'sgd', 'adam', 'adamw'\. Did you mean 'adam'\?",
+        r"unknown optimizer 'adamm'; valid: 'sgd', 'adam', 'adamw', 'lars'\. Did you mean 'adam'\?",
     ),
     (dict(name="SGD", lr=0.1), ValueError, r"unknown optimizer 'SGD'.*Did you mean 'sgd'\?"),
     (dict(lr=0.1), ValueError, r"the config must set `name`"),
