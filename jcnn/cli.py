@@ -291,9 +291,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{getattr(err, 'prog', command)}: error: {message}", file=sys.stderr)
         return 2
     except FloatingPointError as err:  # a diverged run: not a usage error
-        if "--debug" in argv:
+        if debug:
             raise
         print(f"{command}: error: {err}", file=sys.stderr)
+        return 1
+    except RuntimeError as err:
+        loop = sys.modules.get("jcnn.train.loop")  # loaded if a run could have started
+        if debug or loop is None or not isinstance(err, loop.WorkdirInUseError):
+            raise
+        print(f"{command}: error: {err}", file=sys.stderr)  # another run holds the workdir
         return 1
     except KeyboardInterrupt:  # a second Ctrl-C during training, or one elsewhere
         print(f"{command}: interrupted", file=sys.stderr)

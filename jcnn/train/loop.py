@@ -11,9 +11,12 @@ bit-for-bit those of an uninterrupted run on the same machine.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
+import os
+import socket
 import sys
 import time
 import warnings
@@ -352,6 +355,8 @@ def fit(config, workdir) -> TrainState:
     what it trains (`check_same_run`; the keys of `RESUMABLE_CHANGES`, such as
     logging, evaluation and ``steps_per_call``, may change) raises ValueError
     before a file is written. A bad config raises before the workdir is made.
+    While it trains, `fit` holds `WorkdirLock`: a second `fit` in the same
+    workdir raises `WorkdirInUseError`.
 
     Prints the schedule check and a progress bar; writes ``config.json``,
     ``metrics.jsonl``, ``checkpoints/`` and ``curves.png``. Returns the final
@@ -401,6 +406,13 @@ def fit(config, workdir) -> TrainState:
         + ("" if plan.trivial else f", parallel={plan.mode}")
     )
     workdir.mkdir(parents=True, exist_ok=True)
+    with WorkdirLock(workdir) if jax.process_index() == 0 else contextlib.nullcontext():
+        return _train(run, plan, workdir, per_call, say)
+
+
+def _train(run: Run, plan: DataParallel, workdir: Path, per_call: int, say) -> TrainState:
+    """`fit` after its checks, with the workdir locked: resume, train, evaluate, save."""
+    config = run.config
     ckpt = Checkpointer(workdir / "checkpoints", keep=config.checkpoint.keep)
     start = ckpt.latest_step()
     if start is not None:
@@ -497,6 +509,54 @@ def fit(config, workdir) -> TrainState:
         except ImportError:  # matplotlib is a dependency; only a broken install lands here
             pass
     return state
+
+
+class WorkdirInUseError(RuntimeError):
+    """Another process trains in the workdir (`WorkdirLock`)."""
+
+
+class WorkdirLock:
+    """An exclusive, advisory lock on a run's workdir (``flock`` on ``.lock``) for
+    the time a `fit` trains in it: a second `fit` in the same workdir (the same
+    command started twice) raises instead of writing checkpoints beside the
+    first. Readers (`load`, `evaluate`, ``jcnn eval``) take no lock. The kernel
+    drops the lock when the process ends, however it ends. Where ``fcntl`` is
+    missing (not POSIX) no lock is taken.
+    """
+
+    def __init__(self, workdir):
+        self.path = Path(workdir) / ".lock"
+        self._file = None
+
+    def __enter__(self):
+        try:
+            import fcntl
+        except ImportError:
+            return self
+        file = open(self.path, "a+")  # held open (and locked) until __exit__
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            file.seek(0)
+            holder = file.read().strip() or "another process"
+            file.close()
+            raise WorkdirInUseError(
+                f"fit: {self.path.parent} is in use by {holder} (it holds {self.path}); "
+                "wait for that run to end, stop it (SIGTERM saves and exits), or use "
+                "another --workdir."
+            ) from None
+        file.seek(0)
+        file.truncate()
+        file.write(f"process {os.getpid()} on {socket.gethostname()}\n")
+        file.flush()
+        self._file = file
+        return self
+
+    def __exit__(self, *exc):
+        if self._file is not None:
+            self._file.close()  # closing the descriptor releases the lock
+            self._file = None
+        return False
 
 
 # Keys a resumed run may change: they decide how the run is executed, logged,

@@ -110,6 +110,28 @@ def test_a_different_config_does_not_resume_a_run(smoke_run, tmp_path):
     assert json.loads((workdir / "config.json").read_text())["log_every_steps"] == 3
 
 
+@needs_fashion
+def test_a_workdir_in_use_is_refused(smoke_run, tmp_path, capsys):
+    """The same command started twice: the second fit stops before writing."""
+    import shutil
+
+    from jcnn.train.loop import WorkdirLock
+
+    workdir = tmp_path / "copy"
+    shutil.copytree(smoke_run, workdir)
+    before = (workdir / "config.json").read_bytes()
+    with WorkdirLock(workdir):
+        with pytest.raises(train.WorkdirInUseError, match=r"copy is in use by process \d+ on "):
+            train.fit(_smoke(), workdir)
+        capsys.readouterr()
+        argv = ["train", "--config=default:smoke", f"--workdir={workdir}"]
+        assert cli.main([*argv, "--config.progress=False"]) == 1
+        err = capsys.readouterr().err
+        assert len(err.splitlines()) == 1 and "is in use by process" in err, err
+    assert (workdir / "config.json").read_bytes() == before
+    assert int(train.fit(_smoke(), workdir).step) == 32  # released: the finished run loads
+
+
 def test_cli_bad_arguments_exit_2_with_one_line(tmp_path, capsys):
     cases = [
         (["train", "--config=defualt", f"--workdir={tmp_path}"], "Did you mean 'default'"),
