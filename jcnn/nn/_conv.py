@@ -8,7 +8,7 @@ from flax import linen as nn
 import jcnn.functional as F
 from jcnn import init
 from jcnn.functional._checks import check_int, check_ndim, pair
-from jcnn.nn._types import DType, Initializer, Padding, check_initializers, promote_dtype
+from jcnn.nn._types import DType, Initializer, Padding, check_initializers, kernel_and_bias
 
 
 def conv_kernel_shape(module, x, fn: str) -> tuple[int, int, int, int]:
@@ -62,11 +62,7 @@ class Conv2d(nn.Module):
     @nn.compact
     def __call__(self, x):
         shape = conv_kernel_shape(self, x, "Conv2d")
-        kernel = self.param("kernel", self.kernel_init, shape, self.param_dtype)
-        bias = None
-        if self.use_bias:
-            bias = self.param("bias", self.bias_init, (shape[-1],), self.param_dtype)
-        x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype, fn="Conv2d")
+        x, kernel, bias = kernel_and_bias(self, x, shape, "Conv2d")
         return F.conv2d(
             x,
             kernel,

@@ -21,7 +21,7 @@ from jcnn import init
 from jcnn.nn._conv import conv_kernel_shape
 from jcnn.nn._dropout import active, dropout_key
 from jcnn.nn._linear import dense_kernel_shape
-from jcnn.nn._types import DType, Initializer, Padding, promote_dtype
+from jcnn.nn._types import DType, Initializer, Padding, kernel_and_bias
 
 
 class DropConnectDense(nn.Module):
@@ -38,11 +38,7 @@ class DropConnectDense(nn.Module):
     @nn.compact
     def __call__(self, x, *, train: bool):
         shape = dense_kernel_shape(self, x, "DropConnectDense")
-        kernel = self.param("kernel", self.kernel_init, shape, self.param_dtype)
-        bias = None
-        if self.use_bias:
-            bias = self.param("bias", self.bias_init, (shape[-1],), self.param_dtype)
-        x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype, fn="DropConnectDense")
+        x, kernel, bias = kernel_and_bias(self, x, shape, "DropConnectDense")
         if active(self, train, "DropConnectDense"):
             kernel = F.dropconnect(dropout_key(self, "DropConnectDense"), kernel, self.rate)
         return F.dense(x, kernel, bias)
@@ -67,11 +63,7 @@ class DropConnectConv2d(nn.Module):
     @nn.compact
     def __call__(self, x, *, train: bool):
         shape = conv_kernel_shape(self, x, "DropConnectConv2d")
-        kernel = self.param("kernel", self.kernel_init, shape, self.param_dtype)
-        bias = None
-        if self.use_bias:
-            bias = self.param("bias", self.bias_init, (shape[-1],), self.param_dtype)
-        x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype, fn="DropConnectConv2d")
+        x, kernel, bias = kernel_and_bias(self, x, shape, "DropConnectConv2d")
         if active(self, train, "DropConnectConv2d"):
             kernel = F.dropconnect(dropout_key(self, "DropConnectConv2d"), kernel, self.rate)
         return F.conv2d(

@@ -8,7 +8,7 @@ from flax import linen as nn
 import jcnn.functional as F
 from jcnn import init
 from jcnn.functional._checks import check_int
-from jcnn.nn._types import DType, Initializer, check_initializers, promote_dtype
+from jcnn.nn._types import DType, Initializer, check_initializers, kernel_and_bias
 
 
 def dense_kernel_shape(module, x, fn: str) -> tuple[int, int]:
@@ -41,11 +41,7 @@ class Dense(nn.Module):
     @nn.compact
     def __call__(self, x):
         shape = dense_kernel_shape(self, x, "Dense")
-        kernel = self.param("kernel", self.kernel_init, shape, self.param_dtype)
-        bias = None
-        if self.use_bias:
-            bias = self.param("bias", self.bias_init, (shape[-1],), self.param_dtype)
-        x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype, fn="Dense")
+        x, kernel, bias = kernel_and_bias(self, x, shape, "Dense")
         return F.dense(x, kernel, bias)
 
 

@@ -22,7 +22,15 @@ DType = Any
 Initializer = Callable[..., jax.Array]
 Padding = str | int | tuple
 
-__all__ = ["DType", "Initializer", "Padding", "check_initializers", "promote_dtype", "takes_train"]
+__all__ = [
+    "DType",
+    "Initializer",
+    "Padding",
+    "check_initializers",
+    "kernel_and_bias",
+    "promote_dtype",
+    "takes_train",
+]
 
 
 def promote_dtype(*args, dtype=None, fn: str = "jcnn.nn"):
@@ -38,6 +46,20 @@ def promote_dtype(*args, dtype=None, fn: str = "jcnn.nn"):
                 f"jnp.bfloat16, got {dtype!r}."
             )
     return dtypes.promote_dtype(*args, dtype=dtype)
+
+
+def kernel_and_bias(module, x, shape, fn: str):
+    """``(x, kernel, bias)`` of a conv or dense module, in its compute dtype.
+
+    Declares ``kernel`` of `shape` (``kernel_init``) and, with ``use_bias``,
+    ``bias`` of ``shape[-1:]`` (``bias_init``), both in ``param_dtype``; bias is
+    None without. Call it from the module's compact ``__call__``.
+    """
+    kernel = module.param("kernel", module.kernel_init, shape, module.param_dtype)
+    bias = None
+    if module.use_bias:
+        bias = module.param("bias", module.bias_init, (shape[-1],), module.param_dtype)
+    return promote_dtype(x, kernel, bias, dtype=module.dtype, fn=fn)
 
 
 def check_initializers(module, fn: str, *names: str) -> None:
