@@ -78,9 +78,9 @@ def make_optimizer(
       for adamw, ``"l2"`` for sgd and adam; adamw with ``"l2"`` raises.
     - ``lars`` (You, Gitman & Ginsburg 2017, Algorithm 1): layer-wise rate
       scaling for large batches, with ``momentum`` (default 0.9), ``nesterov``,
-      ``weight_decay`` :math:`\beta` and ``trust_coefficient`` :math:`\eta`
-      (default 0.001). Per leaf (layer) that `decay_mask` selects,
-      :math:`\lambda = \eta \|\theta\| / (\|g\| + \beta\|\theta\|)`
+      ``weight_decay`` :math:`\beta` and ``trust_coefficient`` :math:`\kappa`
+      (default 0.001; the paper's :math:`\eta`). Per leaf (layer) that `decay_mask` selects,
+      :math:`\lambda = \kappa \|\theta\| / (\|g\| + \beta\|\theta\|)`
       (1 where a norm is 0), :math:`v_t = \mu v_{t-1} + \eta_t \lambda (g +
       \beta\theta)`, :math:`\theta_t = \theta - v_t` (Nesterov: :math:`\theta
       - (\eta_t \lambda (g + \beta\theta) + \mu v_t)`); the other leaves
@@ -130,10 +130,7 @@ def make_optimizer(
     if decay is not None and mode == "l2":
         parts.append(decay)
     if name == "sgd":
-        momentum = real(c, "momentum", fn, default=0.0, low=0.0, high=1.0, high_open=True)
-        nesterov = flag(c, "nesterov", fn, default=False)
-        if nesterov and momentum == 0.0:
-            raise ValueError(f"{fn}: `nesterov`=True needs `momentum` > 0, got momentum=0.")
+        momentum, nesterov = _momentum(c, fn, default=0.0)
         if momentum > 0.0:
             parts.append(optax.trace(decay=momentum, nesterov=nesterov))
     else:
@@ -175,6 +172,15 @@ def _weight_decay(c, name: str, decay_mask, fn: str):
     return optax.add_decayed_weights(weight_decay, mask=mask), mode
 
 
+def _momentum(c, fn: str, *, default: float) -> tuple[float, bool]:
+    """``momentum`` in [0, 1) and ``nesterov`` (which needs momentum > 0)."""
+    momentum = real(c, "momentum", fn, default=default, low=0.0, high=1.0, high_open=True)
+    nesterov = flag(c, "nesterov", fn, default=False)
+    if nesterov and momentum == 0.0:
+        raise ValueError(f"{fn}: `nesterov`=True needs `momentum` > 0, got momentum=0.")
+    return momentum, nesterov
+
+
 def _lars(c, schedule, decay_mask, fn: str) -> list:
     """The LARS part of the chain: trust ratio, rate, then momentum (see `make_optimizer`)."""
     if c.get("weight_decay_mode", "l2") != "l2":
@@ -185,10 +191,7 @@ def _lars(c, schedule, decay_mask, fn: str) -> list:
     _weight_decay(c, "lars", decay_mask, fn)  # the mask and flag checks
     everything = flag(c, "decay_norm_and_bias", fn, default=False)
     mask = (lambda p: jax.tree.map(lambda _: True, p)) if everything else decay_mask
-    momentum = real(c, "momentum", fn, default=0.9, low=0.0, high=1.0, high_open=True)
-    nesterov = flag(c, "nesterov", fn, default=False)
-    if nesterov and momentum == 0.0:
-        raise ValueError(f"{fn}: `nesterov`=True needs `momentum` > 0, got momentum=0.")
+    momentum, nesterov = _momentum(c, fn, default=0.9)
     return [
         scale_by_lars(
             weight_decay=real(c, "weight_decay", fn, default=0.0, low=0.0),
@@ -206,7 +209,7 @@ def scale_by_lars(
     *, weight_decay: float, trust_coefficient: float, mask: Callable = default_decay_mask
 ) -> optax.GradientTransformation:
     r"""LARS's layer-wise step: :math:`g \leftarrow \lambda (g + \beta\theta)` with
-    :math:`\lambda = \eta \|\theta\| / (\|g\| + \beta\|\theta\|)` per leaf
+    :math:`\lambda = \kappa \|\theta\| / (\|g\| + \beta\|\theta\|)` per leaf
     where ``mask(params)`` is True (1 where a norm is 0), `g` unchanged elsewhere.
 
     Norms are Frobenius norms of each leaf, in float32 or wider. Needs ``params``.
