@@ -1,8 +1,10 @@
-"""The `jcnn` command: ``train``, ``eval``, ``summary``, ``export``, ``predict`` and ``viz``.
+"""The `jcnn` command: ``train``, ``eval``, ``summary``, ``bench``, ``export``, ``predict``
+and ``viz``.
 
     jcnn train --config=default[:smoke] --workdir=runs/default [--config.optim.lr=0.1 ...]
     jcnn eval --workdir=runs/default          # one JSON line: step, test_accuracy, params_sha256
     jcnn summary resnet20 --input-shape=32,32,3 [--num-classes=10]
+    jcnn bench --config=resnet20 [--steps=24]  # one JSON line: img/s, first step s, peak RSS
     jcnn export --workdir=runs/default --out=model.jax
     jcnn predict --model=model.jax [--top-k=3] [--json] IMAGE...
     jcnn viz activations|conv|filters|features|schedule|curves|confusion --out=FIG.png ...

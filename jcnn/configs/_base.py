@@ -111,6 +111,11 @@ def validate(config) -> ml_collections.ConfigDict:
     _positive_int(merged.data, "batch_size", "data.")
     _positive_int(merged.checkpoint, "keep", "checkpoint.")
     _positive_int(merged, "seed", minimum=0)
+    if merged.seed >= 2**32:
+        raise ValueError(
+            f"config: `seed` must be an int in [0, 2**32) (it seeds the data order), "
+            f"got {merged.seed!r}."
+        )
     _positive_int(merged.data, "crop_padding", "data.", minimum=0)
     for key in ("cutout_size", "train_subset", "test_subset"):
         _positive_int(merged.data, key, "data.", optional=True)
@@ -123,6 +128,11 @@ def validate(config) -> ml_collections.ConfigDict:
     bad = [op for op in merged.data.augment if op not in OPS]
     if bad:
         raise ValueError(f"config: `data.augment` has unknown ops {bad}; expected some of {OPS}.")
+    if "cutout" in merged.data.augment and merged.data.cutout_size is None:
+        raise ValueError(
+            "config: `data.augment` contains 'cutout' but `data.cutout_size` is None; "
+            "set it (e.g. --config.data.cutout_size=8) or drop 'cutout'."
+        )
     if not 0.0 <= merged.label_smoothing < 1.0:
         raise ValueError(
             f"config: `label_smoothing` must be in [0, 1), got {merged.label_smoothing!r}."

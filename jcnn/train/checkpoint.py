@@ -4,9 +4,11 @@ A checkpoint is one directory per step under `directory` (``<directory>/<step>/`
 written by an Orbax ``CheckpointManager``. It holds four items:
 
 - ``state/``: the arrays of the training state (params, batch stats, optimiser
-  state, step, RNG key data, data position...) in Orbax's array format
-  (TensorStore/OCDBT chunks plus JSON metadata), written with ``StandardSave``;
-- ``metadata/``: a JSON file (config, data position, jcnn version), ``JsonSave``;
+  state, step, RNG key data; the data position follows from the step) in
+  Orbax's array format (TensorStore/OCDBT chunks plus JSON metadata), written
+  with ``StandardSave``;
+- ``metadata/``: a JSON file of what the caller passes (`fit`: the jcnn version
+  and the dataset), ``JsonSave``;
 - ``checksums/``: a JSON file with the SHA-256 of every leaf of ``state`` (over
   its dtype, shape and bytes) and of the metadata's JSON text;
 - ``metrics/``: a JSON file of the scalar metrics passed to `save`, used to keep
@@ -27,8 +29,9 @@ leaf or the file where that is known. ``restore(step=None)`` then warns
 older step that verifies; ``restore(step=k)`` raises. A writer ignores the
 corrupt steps it found when deciding whether a step is new, overwrites them,
 and prunes them. Checkpoints written before checksums existed restore
-unverified. Leaves that this process cannot read whole (arrays sharded over
-several hosts) are not checksummed. The checksums guard against accidents
+unverified. A leaf replicated over several processes (the training state of
+a multi-host run) is checksummed from each process's copy; leaves sharded over
+several hosts are not checksummed. The checksums guard against accidents
 (disk, network, a killed copy), not tampering: whoever can rewrite the arrays
 can rewrite their checksums. Hashing reads each leaf to the host once per save
 and once per restore.
@@ -428,13 +431,16 @@ class Checkpointer:
 def _leaf_checksums(state) -> dict[str, str | None]:
     """SHA-256 of each leaf's dtype, shape and bytes, keyed by its path ('a/0/b').
 
-    None for a leaf this process cannot read whole (sharded over several hosts).
+    A leaf replicated over several processes is read from this process's copy;
+    None for a leaf no process holds whole (sharded over several hosts).
     """
     sums = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
         if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
-            sums[_path_str(path)] = None
-            continue
+            if not leaf.is_fully_replicated:
+                sums[_path_str(path)] = None
+                continue
+            leaf = leaf.addressable_data(0)
         array = np.asarray(leaf)
         digest = hashlib.sha256(f"{array.dtype}{array.shape}".encode())
         digest.update(np.ascontiguousarray(array).tobytes())

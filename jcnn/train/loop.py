@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import socket
 import sys
@@ -25,11 +26,13 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from tqdm.auto import tqdm
 
 import jcnn
 from jcnn import configs, models, optim
 from jcnn import data as jdata
+from jcnn.train import multihost
 from jcnn.train.checkpoint import Checkpointer
 from jcnn.train.parallel import DataParallel, initialize_distributed
 from jcnn.train.preempt import Preemption
@@ -97,6 +100,9 @@ def build(config, *, quiet: bool = False, plan: DataParallel | None = None) -> R
             )
             + "; a run trains on full batches only. Use a smaller batch size."
         )
+    # Before the arrays go to the devices: a process with other shapes would build
+    # other global arrays.
+    multihost.check_same_data(name, train_x.shape, test_x.shape)
     steps = jdata.steps_per_epoch(len(train_y), config.data.batch_size)
     tx = optim.make_optimizer(config.optim, steps_per_epoch=steps, num_epochs=config.num_epochs)
     return Run(
@@ -240,16 +246,54 @@ def _evaluator(run: Run):
 
 
 class _Log:
-    """Appends JSON lines to ``metrics.jsonl`` (process 0 only)."""
+    """Appends JSON lines to ``metrics.jsonl`` (process 0 only).
 
-    def __init__(self, workdir: Path):
+    A run that starts at `step` (0, or the checkpoint it resumed from) first
+    drops the records past that step, written by an attempt that ended before
+    its next checkpoint (killed, or crashed mid-save): the resumed run logs
+    those steps again, so each step appears once, as in an uninterrupted run.
+    A line cut short by a kill is dropped too.
+    """
+
+    def __init__(self, workdir: Path, *, step: int):
         self.path = workdir / "metrics.jsonl"
         self.enabled = jax.process_index() == 0
+        if self.enabled and self.path.exists():
+            lines = self.path.read_text().splitlines()
+            kept = [line for line in lines if _record_step(line) <= step]
+            if kept != lines:
+                _write_atomically(self.path, "".join(line + "\n" for line in kept))
 
     def write(self, record: dict) -> None:
         if self.enabled:
             with self.path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
+
+
+def _record_step(line: str) -> float:
+    """The step of a ``metrics.jsonl`` line; infinity for a line that is not a record."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return math.inf
+    step = record.get("step") if isinstance(record, dict) else None
+    return step if isinstance(step, int) else math.inf
+
+
+def _schedule_count(opt_state) -> int | None:
+    """The step count of the learning-rate schedule in `opt_state` (None if none)."""
+    found = [
+        node
+        for node in jax.tree.leaves(
+            opt_state, is_leaf=lambda x: isinstance(x, optax.ScaleByScheduleState)
+        )
+        if isinstance(node, optax.ScaleByScheduleState)
+    ]
+    if len(found) != 1:
+        return None
+    count = found[0].count
+    # Replicated over several processes, it is read from this process's copy.
+    return int(np.asarray(count.addressable_data(0) if isinstance(count, jax.Array) else count))
 
 
 class _Meter:
@@ -272,7 +316,11 @@ class _Meter:
             for name, t in (("params", state.params), ("batch_stats", state.batch_stats))
         }
         self.pending: list[tuple[int, dict, int]] = []  # (last step, metrics, steps)
-        self.skipped_total = 0
+        # A skipped step leaves the optimiser state, the schedule's count with it,
+        # unchanged: the steps skipped so far (before a resume too) are the lag of
+        # that count behind `state.step`.
+        count = _schedule_count(state.opt_state)
+        self.skipped_total = 0 if count is None else int(state.step) - count
         self.tick = time.perf_counter()
 
     def add(self, step: int, epoch: int, metrics: dict, *, flush: bool, count: int = 1) -> None:
@@ -326,13 +374,16 @@ class _Meter:
         means = {k: float(np.mean([m[k] for m in good])) for k in ("loss", "accuracy", "grad_norm")}
         now = time.perf_counter()
         step = steps[-1]
+        # The rate of the last step: the schedule at the count of the steps before it
+        # that were not skipped.
+        lag = self.skipped_total - (1 if bad and bad[-1] == len(host) - 1 else 0)
         record = {
             "step": step,
             "epoch": step / self.run.steps_per_epoch,
             "train_loss": means["loss"],
             "train_accuracy": means["accuracy"],
             "grad_norm": means["grad_norm"],
-            "lr": float(self.schedule(step - 1)),
+            "lr": float(self.schedule(step - 1 - lag)),
             "images_per_sec": len(host) * self.run.config.data.batch_size / (now - self.tick),
         }
         if self.skip:
@@ -376,7 +427,10 @@ def fit(config, workdir) -> TrainState:
     A step whose loss, gradients or updated parameters are NaN/Inf stops the
     run with `FloatingPointError` naming the step and the first such quantity
     (``config.on_nonfinite="stop"``, the default) before anything is saved; with
-    ``"skip"`` such steps leave the state unchanged and are counted in
+    ``"skip"`` such steps leave the state unchanged (parameters, statistics and
+    the whole optimiser state, the schedule's count included, as
+    ``optax.apply_if_finite`` does: k skipped steps delay the schedule by k
+    steps, and the logged ``lr`` is the rate applied) and are counted in
     ``metrics.jsonl`` (``skipped_steps``).
 
     ``config.parallel`` spreads each step over every device (`jcnn.train.parallel`;
@@ -388,7 +442,7 @@ def fit(config, workdir) -> TrainState:
     initialize_distributed(config.distributed)  # before anything touches a device
     plan = DataParallel(config.parallel)
     plan.check_batch_size(config.data.batch_size)
-    workdir = Path(workdir)
+    workdir = _local_workdir(workdir, "fit")
     run = build(config, plan=plan)
     config = run.config
     report = optim.check_schedule_config(
@@ -406,6 +460,7 @@ def fit(config, workdir) -> TrainState:
         + ("" if plan.trivial else f", parallel={plan.mode}")
     )
     workdir.mkdir(parents=True, exist_ok=True)
+    multihost.check_shared_workdir(workdir)
     with WorkdirLock(workdir) if jax.process_index() == 0 else contextlib.nullcontext():
         return _train(run, plan, workdir, per_call, say)
 
@@ -424,7 +479,7 @@ def _train(run: Run, plan: DataParallel, workdir: Path, per_call: int, say) -> T
     if start is not None:
         state, _ = ckpt.restore(state)
         say(f"resumed from step {int(state.step):,} ({workdir / 'checkpoints'})")
-    log = _Log(workdir)
+    log = _Log(workdir, step=int(state.step))
     train_step = compiled_train_step(run)
     train_chunk = compiled_train_chunk(run, per_call) if per_call > 1 else None
     evaluate = _evaluator(run)
@@ -506,8 +561,8 @@ def _train(run: Run, plan: DataParallel, workdir: Path, per_call: int, say) -> T
             from jcnn.train.plot import plot_curves
 
             plot_curves(workdir / "metrics.jsonl", workdir / "curves.png")
-        except ImportError:  # matplotlib is a dependency; only a broken install lands here
-            pass
+        except Exception as err:  # the run is trained and saved; the figure is a bonus
+            warnings.warn(f"fit: could not plot the training curves: {err!r}", stacklevel=2)
     return state
 
 
@@ -637,6 +692,22 @@ def _restore(run: Run, workdir: Path) -> TrainState:
     return state
 
 
+def _local_workdir(workdir, fn: str) -> Path:
+    """`workdir` as a `Path`, refusing a URL: ``Path("gs://b/run")`` is the local
+    directory ``gs:/b/run``, where a run would land unnoticed. A run's workdir is
+    a local or mounted (NFS, gcsfuse) directory."""
+    if not isinstance(workdir, str | os.PathLike):
+        raise TypeError(
+            f"{fn}: `workdir` must be a path (str or os.PathLike), got {type(workdir).__name__}."
+        )
+    if "://" in os.fspath(workdir):
+        raise ValueError(
+            f"{fn}: `workdir` must be a local or mounted directory, got the URL "
+            f"{os.fspath(workdir)!r}; mount the bucket (e.g. gcsfuse) and pass its path."
+        )
+    return Path(workdir)
+
+
 def _run_of(workdir: Path, fn: str) -> Run:
     config_path = workdir / "config.json"
     if not config_path.exists():
@@ -646,7 +717,7 @@ def _run_of(workdir: Path, fn: str) -> Run:
 
 def load(workdir) -> TrainState:
     """The latest checkpointed `TrainState` of the run in `workdir`."""
-    workdir = Path(workdir)
+    workdir = _local_workdir(workdir, "load")
     return _restore(_run_of(workdir, "load"), workdir)
 
 
@@ -655,7 +726,7 @@ def evaluate(workdir) -> dict:
 
     Returns ``step``, ``test_accuracy``, ``test_loss`` and ``params_sha256``.
     """
-    workdir = Path(workdir)
+    workdir = _local_workdir(workdir, "evaluate")
     run = _run_of(workdir, "evaluate")
     state = _restore(run, workdir)
     result = _evaluator(run)(state)

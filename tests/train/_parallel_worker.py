@@ -14,7 +14,8 @@ several processes of a multi-process JAX run.
 ``python -m tests.train._parallel_worker fit WORKDIR MODE[:K][@STOP][,...]``
     runs `jcnn.train.fit` of `tiny_config` on all devices into
     ``WORKDIR/<mode>`` (resuming what is there; ``:K`` makes K steps per
-    call; ``@STOP`` stops at the end of the call that reaches that step);
+    call; ``@STOP`` stops at the end of the call that reaches that step;
+    ``WORKER_OVERRIDES``, a JSON object, sets more config keys);
     with ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` and
     ``JAX_PROCESS_ID`` set it is one process of a distributed run. Writes
     ``state-<process>.npz`` (params and batch stats) and prints one JSON
@@ -27,6 +28,7 @@ several processes of a multi-process JAX run.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -214,7 +216,8 @@ def fit(workdir: str, specs: str) -> int:
     for spec in specs.split(","):
         spec, _, stop_at = spec.partition("@")
         mode, _, per_call = spec.partition(":")
-        overrides = {"parallel": mode}
+        # WORKER_OVERRIDES (JSON): config keys this process sets differently.
+        overrides = {"parallel": mode, **json.loads(os.environ.get("WORKER_OVERRIDES", "{}"))}
         if stop_at:
             overrides["stop_at_step"] = int(stop_at)
         if per_call:

@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 import jcnn.data
-from jcnn import cli, models, train
+from jcnn import cli, models, optim, train
 from jcnn.train.checkpoint import Checkpointer
 from jcnn.train.step import nonfinite_check
 from tests.train._smoke import needs_fashion, smoke
@@ -95,15 +95,34 @@ def _assert_identical(a, b) -> None:
     assert train.params_sha256(a.params) == train.params_sha256(b.params)
 
 
+def _records(workdir: Path) -> list[tuple]:
+    """``metrics.jsonl`` as (kind, step, value) in file order, without the timings."""
+    records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    return [
+        ("eval", r["step"], r["test_accuracy"])
+        if "test_accuracy" in r
+        else ("train", r["step"], r["train_loss"])
+        for r in records
+    ]
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, xla_cache):
-    """The uninterrupted run."""
+    """The uninterrupted run: (its final state, its metrics records)."""
     workdir = tmp_path_factory.mktemp("reference")
     done = _run("none", workdir, xla_cache)
     assert done.returncode == 0, done.stderr[-4000:]
     state = train.load(workdir)
     assert int(state.step) == STEPS
-    return state
+    return state, _records(workdir)
+
+
+def _assert_same_run(workdir: Path, reference) -> None:
+    """The run in `workdir` ended bit-identical to the uninterrupted one, and its
+    ``metrics.jsonl`` holds each step once, with the same values, in the same order."""
+    state, records = reference
+    _assert_identical(train.load(workdir), state)
+    assert _records(workdir) == records
 
 
 @needs_fashion
@@ -145,7 +164,7 @@ def test_sigkill_at_six_points_then_the_finished_run_is_bit_identical(
         assert _latest(workdir) == 32
     done = _run("none", workdir, xla_cache)
     assert done.returncode == 0, done.stderr[-3000:]
-    _assert_identical(train.load(workdir), reference)
+    _assert_same_run(workdir, reference)
 
 
 @needs_fashion
@@ -175,7 +194,7 @@ def test_sigterm_and_sigint_save_exit_0_and_the_resumed_run_is_bit_identical(
 
     done = _run("none", workdir, xla_cache)
     assert done.returncode == 0, done.stderr[-3000:]
-    _assert_identical(train.load(workdir), reference)
+    _assert_same_run(workdir, reference)
 
 
 # --- non-finite values ---
@@ -286,6 +305,14 @@ def test_on_nonfinite_skip_skips_exactly_the_planted_steps_and_finishes(tmp_path
     # Each log line covers the 4 steps up to its step: 1 skipped where a planted step falls.
     assert skipped == {s: int(any(s - 4 < p <= s for p in planted)) for s in range(4, 25, 4)}
     assert all(np.isfinite(r["train_loss"]) for r in lines if "train_loss" in r)
+    # A skipped step leaves the optimiser state, the schedule's count with it, as it
+    # was: the logged rate is the schedule at the count of the steps not skipped.
+    config = smoke(**_PLANTED_RUN, on_nonfinite="skip")
+    schedule = optim.make_schedule(config.optim, steps_per_epoch=8, num_epochs=3)
+    for r in (r for r in lines if "lr" in r):
+        applied = r["step"] - 1 - sum(p < r["step"] for p in planted)
+        assert r["lr"] == pytest.approx(float(schedule(applied)), rel=1e-6), r["step"]
+    assert len({round(r["lr"], 9) for r in lines if "lr" in r}) > 1  # the rate varies
 
 
 @needs_fashion

@@ -145,6 +145,11 @@ def test_cli_bad_arguments_exit_2_with_one_line(tmp_path, capsys):
         ),
         (["summary", "lenet5", "--input-shape=32,32"], "--input-shape must be H,W,C"),
         (["eval", f"--workdir={tmp_path / 'nothing'}"], "no run in"),
+        (
+            ["train", "--config=default:smoke", "--workdir=gs://bucket/run"],
+            "fit: `workdir` must be a local or mounted directory, got the URL 'gs://bucket/run'",
+        ),
+        (["eval", "--workdir=gs://bucket/run"], "evaluate: `workdir` must be a local"),
     ]
     for argv, message in cases:
         assert cli.main(argv) == 2
@@ -159,6 +164,12 @@ def test_config_validation_names_the_key():
         configs.validate({"data": {"augmnt": ()}})
     with pytest.raises(ValueError, match=r"`data.augment` has unknown ops \['rotate'\]"):
         configs.validate({"data": {"augment": ("rotate",)}})
+    # Caught here, before a workdir exists, not by the first traced step.
+    with pytest.raises(ValueError, match=r"contains 'cutout' but `data.cutout_size` is None"):
+        configs.validate({"data": {"augment": ("crop", "cutout")}})
+    with pytest.raises(ValueError, match=r"`seed` must be an int in \[0, 2\*\*32\)"):
+        configs.validate({"seed": 2**32})
+    assert configs.validate({"seed": 2**32 - 1}).seed == 2**32 - 1
     for name in configs.NAMES:
         assert configs.get(f"{name}:smoke").num_epochs >= 1
 

@@ -210,10 +210,57 @@ def test_two_processes_train_like_one(tmp_path, xla_cache):
         "16",
         "8",
     ]
+    # The state is replicated over both processes: every leaf has its checksum,
+    # and the restore below verifies them.
+    sums = json.loads(
+        (tmp_path / "multi" / "jit" / "checkpoints/16/checksums/metadata").read_text()
+    )
+    leaves = sums["sha256"]["leaves"]
+    assert "params/conv1/kernel" in leaves and all(leaves.values()), leaves
     # The checkpoint of 2 processes x 2 devices, read by 1 process on 1 device.
     loaded = train.load(tmp_path / "multi" / "jit")
     assert int(loaded.step) == 16
     assert train.params_sha256(loaded.params) == sha256["jit"]
+
+
+def test_processes_on_other_data_or_unshared_workdirs_stop_together(tmp_path, xla_cache):
+    """Two processes where one loaded other data, then two that each got a workdir
+    of their own: each check stops both processes with one error, before a step."""
+
+    def launch(workdirs, overrides):
+        env = {
+            parallel.COORDINATOR_ENV: f"localhost:{_free_port()}",
+            parallel.NUM_PROCESSES_ENV: "2",
+        }
+        workers = [
+            _start(
+                ["fit", workdirs[i], "jit"],
+                xla_cache,
+                env={
+                    **env,
+                    parallel.PROCESS_ID_ENV: str(i),
+                    "WORKER_OVERRIDES": json.dumps(overrides[i]),
+                },
+            )
+            for i in range(2)
+        ]
+        outs = [p.communicate(timeout=TIMEOUT)[0] for p in workers]
+        assert all(p.returncode != 0 for p in workers), outs
+        return outs
+
+    # Process 1 trains on 224 of the 256 images: another train shape.
+    shared = tmp_path / "shared"
+    outs = launch([shared, shared], [{}, {"data.train_subset": 224}])
+    for i, out in enumerate(outs):
+        assert "ValueError: fit: the processes loaded different data: processes [1]" in out
+        assert f"this is process {i}, with digits: train ({256 - 32 * i}, 8, 8, 1)" in out
+    assert not shared.exists()  # stopped before the workdir was made
+
+    # The same data, but each process writes into a directory of its own.
+    outs = launch([tmp_path / "own0", tmp_path / "own1"], [{}, {}])
+    for out in outs:
+        assert "is not one directory shared by every host: processes [1] do not see" in out
+    assert not (tmp_path / "own0" / "jit" / "checkpoints").exists()
 
 
 # --- bfloat16 ---
