@@ -9,9 +9,12 @@
 # setup: ships this checkout to every host (scp) and installs jcnn and jax[CUDA] in a
 # virtualenv there. run: starts `jcnn train` on every host over ssh, process i on the
 # i-th host, and waits for all; arguments after `run` are passed to `jcnn train`.
+# Ctrl-C (or SIGTERM) on `run` sends SIGTERM to those jcnn processes over ssh: each saves
+# a checkpoint and exits 0, and the script waits for them (a second Ctrl-C leaves at once).
 # Variables (tpu/README.md explains each):
 #   HOSTS          ssh names of the machines, the first one also coordinates (required)
-#   COORDINATOR    host:port of process 0 as the others reach it (default first host:PORT)
+#   COORDINATOR    host:port of process 0 as the others reach it (default: the first
+#                  host, without its user@, and PORT; that name must resolve on every host)
 #   PORT           the coordinator's port (default 12345)
 #   SSH            the ssh command (default "ssh"; e.g. "ssh -p 2222 -i ~/.ssh/key")
 #   SCP            the scp command (default "scp"; e.g. "scp -P 2222 -i ~/.ssh/key")
@@ -47,6 +50,7 @@ CUDA="${CUDA:-cuda12}"
 case "$action" in
   setup)
     [[ $# -eq 0 ]] || die "unexpected arguments: $*"
+    check_remote_dir
     archive="${TMPDIR:-/tmp}/jcnn-$$.tar.gz"
     archive_sources "$ROOT" "$archive"
     install="$(remote_install "jax[$CUDA]$JAX_RANGE")"
@@ -58,14 +62,45 @@ case "$action" in
     ;;
   run)
     need WORKDIR
-    coordinator="${COORDINATOR:-${host_list[0]}:${PORT:-12345}}"
+    first="${host_list[0]##*@}"  # an ssh user@host names the machine host
+    [[ "$first" != *:* || "$first" == \[* ]] || first="[$first]"  # an IPv6 address
+    coordinator="${COORDINATOR:-$first:${PORT:-12345}}"
+    train=(train --config="${CONFIG:-default}" --workdir="$WORKDIR"
+      --config.parallel="${PARALLEL:-jit}" --config.dtype="${DTYPE:-bfloat16}" "$@")
+    # What stops the run: SIGTERM to every process whose command line is this run's
+    # `jcnn train ... --workdir=WORKDIR` ("[j]" keeps pkill off the shell that runs it).
+    workdir_re="$(printf '%s' "$WORKDIR" | sed 's/[][\.^$*+?(){}|]/\\&/g')"
+    stop="pkill -TERM -f -- $(quote "[j]cnn train .*--workdir=$workdir_re( |\$)")"
     pids=()
+    wait_all() {
+      local pid status=0
+      for pid in ${pids[@]+"${pids[@]}"}; do
+        wait "$pid" || status=1
+      done
+      return "$status"
+    }
+    # Ctrl-C reaches neither the background ssh sessions nor, as they have no terminal,
+    # the remote processes: the trap sends them SIGTERM and waits for them to save.
+    stop_all() {
+      trap - INT TERM
+      echo "$(basename "$0"): stopping: SIGTERM to jcnn on every host (each saves a" \
+        "checkpoint and exits); waiting for them, Ctrl-C again to leave at once" >&2
+      local host
+      for host in "${host_list[@]}"; do
+        run "${ssh[@]}" "$host" "$stop" || true
+      done
+      wait_all || exit 1
+      exit "$1"
+    }
+    if [[ "$DRY_RUN" != 1 ]]; then
+      trap 'stop_all 130' INT
+      trap 'stop_all 143' TERM
+    fi
     for i in "${!host_list[@]}"; do
+      # `env` sets the variables, so a value that needs quotes still is one (not a command).
       env=(JAX_COORDINATOR_ADDRESS="$coordinator" JAX_NUM_PROCESSES="${#host_list[@]}"
         JAX_PROCESS_ID="$i")
-      train=(train --config="${CONFIG:-default}" --workdir="$WORKDIR"
-        --config.parallel="${PARALLEL:-jit}" --config.dtype="${DTYPE:-bfloat16}" "$@")
-      command="cd ~/$(quote "$REMOTE_DIR") && $(quote "${env[@]}")"
+      command="cd ~/$(quote "$REMOTE_DIR") && env $(quote "${env[@]}")"
       command+=" \$HOME/$(quote "$VENV")/bin/jcnn $(quote "${train[@]}")"
       if [[ "$DRY_RUN" == 1 ]]; then
         run "${ssh[@]}" "${host_list[$i]}" "$command"
@@ -74,11 +109,13 @@ case "$action" in
         pids+=($!)
       fi
     done
-    status=0
-    for pid in "${pids[@]}"; do
-      wait "$pid" || status=1
-    done
-    exit "$status"
+    if [[ "$DRY_RUN" == 1 ]]; then
+      echo "# on Ctrl-C or SIGTERM it then runs (and waits for the runs to save and exit):" >&2
+      for host in "${host_list[@]}"; do
+        run "${ssh[@]}" "$host" "$stop" >&2
+      done
+    fi
+    wait_all || exit 1
     ;;
   *) die "usage: $(basename "$0") [--dry-run] setup|run [jcnn train arguments]" ;;
 esac

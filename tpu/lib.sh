@@ -75,10 +75,21 @@ archive_sources() {
   run git -C "$root" archive --format=tar.gz -o "$archive" "${ref:-HEAD}"
 }
 
+# check_remote_dir: REMOTE_DIR must name a directory under the home (it is replaced on
+# every setup): not empty, not absolute, without . or .. components.
+check_remote_dir() {
+  case "/$REMOTE_DIR/" in
+    //* | */./* | */../*) die "REMOTE_DIR must be a path under the home, got '$REMOTE_DIR'" ;;
+  esac
+}
+
 # remote_install JAX_REQ: the commands run on each worker to install jcnn from
 # ~/jcnn.tar.gz: sources in ~/REMOTE_DIR, a virtualenv ~/VENV made with PYTHON (installed
 # with apt when it cannot make one), jcnn editable and JAX_REQ in it, and Fashion-MNIST
-# from apt when FASHION_MNIST=1.
+# from apt when FASHION_MNIST=1. The sources replace those of an earlier setup, so files
+# deleted from the repo go too; runs/ and data/ in it stay (run.sh's default WORKDIR is
+# runs/tpu there). A ~/REMOTE_DIR that holds something other than a jcnn checkout is
+# left alone and the install stops.
 remote_install() {
   local py src env_dir
   py="$(quote "$PYTHON")"
@@ -90,7 +101,14 @@ cd ~
 if ! $py -c 'import ensurepip' 2>/dev/null; then
   sudo apt-get update -qq && sudo apt-get install -y -qq $py $py-venv
 fi
-mkdir -p $src && tar -xzf jcnn.tar.gz -C $src
+if [ -e $src ] && ! grep -qs '^name = "jcnn"' $src/pyproject.toml &&
+  [ -n "\$(find $src -mindepth 1 -maxdepth 1 ! -name runs ! -name data)" ]; then
+  echo "not replacing" ~/$src": it is not a jcnn checkout (set REMOTE_DIR)" >&2
+  exit 1
+fi
+mkdir -p $src
+find $src -mindepth 1 -maxdepth 1 ! -name runs ! -name data -exec rm -rf {} +
+tar -xzf jcnn.tar.gz -C $src
 $py -m venv $env_dir
 $env_dir/bin/pip install -q -U pip
 $env_dir/bin/pip install -q -e ./$src $(quote "$1")

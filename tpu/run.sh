@@ -35,8 +35,8 @@ VENV="${VENV:-jcnn-venv}"
 where=(--zone="$ZONE")
 [[ -z "${PROJECT:-}" ]] || where+=(--project="$PROJECT")
 
-train=("\$HOME/$VENV/bin/jcnn" train --config="$CONFIG" --workdir="$WORKDIR"
-  --config.parallel="$PARALLEL" --config.dtype="$DTYPE" --config.distributed=True "$@")
-# The first word stays unquoted so that the worker's shell expands $HOME.
-command="cd ~/$(quote "$REMOTE_DIR") && ${train[0]} $(quote "${train[@]:1}")"
+train=(train --config="$CONFIG" --workdir="$WORKDIR" --config.parallel="$PARALLEL"
+  --config.dtype="$DTYPE" --config.distributed=True "$@")
+# $HOME stays unquoted so that the worker's shell expands it; VENV is quoted.
+command="cd ~/$(quote "$REMOTE_DIR") && \$HOME/$(quote "$VENV")/bin/jcnn $(quote "${train[@]}")"
 run gcloud compute tpus tpu-vm ssh "$TPU_NAME" --worker=all "${where[@]}" --command="$command"

@@ -27,6 +27,7 @@ need TPU_NAME ZONE
 PYTHON="${PYTHON:-python3.11}"
 REMOTE_DIR="${REMOTE_DIR:-jcnn}"
 VENV="${VENV:-jcnn-venv}"
+check_remote_dir
 JAX_REQ="${JAX_REQ:-jax[tpu]$JAX_RANGE}"
 FASHION_MNIST="${FASHION_MNIST:-1}"
 where=(--zone="$ZONE")

@@ -83,8 +83,12 @@ def initialize_distributed(distributed: bool = False) -> bool:
     ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID`` (when set) give the process
     count and this process's id; where they are missing,
     `jax.distributed.initialize` detects them (Cloud TPU VMs, SLURM, Open MPI,
-    Kubernetes). Must run before the first JAX computation; a no-op when
-    already initialised.
+    Kubernetes). Under SLURM and Open MPI on GPUs it also restricts each
+    process to one GPU, the one numbered by its rank on the node
+    (``SLURM_LOCALID``, ``OMPI_COMM_WORLD_LOCAL_RANK``): launch one process
+    per GPU there, or set ``JAX_LOCAL_DEVICE_IDS`` (e.g. ``0,1,2,3``) for one
+    process driving several (tpu/README.md). Must run before the first JAX
+    computation; a no-op when already initialised.
     """
     env = os.environ
     if not (distributed or env.get(COORDINATOR_ENV)):

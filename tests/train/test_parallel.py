@@ -475,12 +475,13 @@ def test_gpu_scripts_dry_run_print_their_commands(dry_run):
     assert [c[:2] for c in commands] == [["ssh", "gpu-a"], ["ssh", "gpu-b"]]
     for i, command in enumerate(commands):
         remote = shlex.split(command[2])
-        assert remote[3:6] == [
+        assert remote[3:7] == [
+            "env",
             f"{parallel.COORDINATOR_ENV}=gpu-a:12345",
             f"{parallel.NUM_PROCESSES_ENV}=2",
             f"{parallel.PROCESS_ID_ENV}={i}",
         ]
-        assert remote[6:9] == ["$HOME/jcnn-venv/bin/jcnn", "train", "--config=default"]
+        assert remote[7:10] == ["$HOME/jcnn-venv/bin/jcnn", "train", "--config=default"]
     proc, commands = dry_run("gpu_multi_host.sh", "setup", HOSTS="gpu-a", SCP="scp -P 2222")
     assert proc.returncode == 0, proc.stderr
     assert commands[1][:3] == ["scp", "-P", "2222"]
