@@ -315,6 +315,11 @@ class _Meter:
             name: [jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_leaves_with_path(t)]
             for name, t in (("params", state.params), ("batch_stats", state.batch_stats))
         }
+        self.leaf_names["opt_state"] = [
+            jax.tree_util.keystr(path)
+            for path, leaf in jax.tree_util.tree_leaves_with_path(state.opt_state)
+            if jnp.issubdtype(leaf.dtype, jnp.inexact)
+        ]
         self.pending: list[tuple[int, dict, int]] = []  # (last step, metrics, steps)
         # A skipped step leaves the optimiser state, the schedule's count with it,
         # unchanged: the steps skipped so far (before a resume too) are the lag of
@@ -336,8 +341,8 @@ class _Meter:
 
         code, leaf = int(metrics["nonfinite"]), int(metrics["nonfinite_leaf"])
         what = NONFINITE[code]
-        if code in (2, 3, 4):
-            names = self.leaf_names["batch_stats" if code == 4 else "params"]
+        if code in (2, 3, 4, 5):
+            names = self.leaf_names[{4: "batch_stats", 5: "opt_state"}.get(code, "params")]
             what = f"{what} {names[leaf]}" if 0 <= leaf < len(names) else what
         detail = f" (loss {float(metrics['loss'])})" if code != 1 else ""
         return f"{what} became non-finite (NaN or Inf) in step {step}{detail}"
@@ -424,9 +429,10 @@ def fit(config, workdir) -> TrainState:
     changes the compiled program and so the float rounding (like a change of
     XLA version); the run's result stays a function of its config.
 
-    A step whose loss, gradients or updated parameters are NaN/Inf stops the
-    run with `FloatingPointError` naming the step and the first such quantity
-    (``config.on_nonfinite="stop"``, the default) before anything is saved; with
+    A step whose loss, gradients, updated parameters, BatchNorm statistics or
+    optimiser state are NaN/Inf stops the run with `FloatingPointError` naming
+    the step and the first such quantity (``config.on_nonfinite="stop"``, the
+    default) before anything is saved; with
     ``"skip"`` such steps leave the state unchanged (parameters, statistics and
     the whole optimiser state, the schedule's count included, as
     ``optax.apply_if_finite`` does: k skipped steps delay the schedule by k

@@ -140,7 +140,7 @@ def make_train_step(
             metrics = jax.lax.pmean(metrics, axis_name)
         # From values every device shares (the averaged loss and gradients), so
         # the code is the same on all of them.
-        check = nonfinite_check(metrics["loss"], grads, params, batch_stats)
+        check = nonfinite_check(metrics["loss"], grads, params, batch_stats, opt_state)
         if skip_nonfinite:
             ok = check["nonfinite"] == 0
             keep = functools.partial(jax.tree.map, lambda new, old: jnp.where(ok, new, old))
@@ -158,7 +158,19 @@ def make_train_step(
 
 
 # What each `nonfinite` code names, in the order a step computes them.
-NONFINITE = ("", "the loss", "the gradient of", "the updated parameter", "the BatchNorm statistic")
+NONFINITE = (
+    "",
+    "the loss",
+    "the gradient of",
+    "the updated parameter",
+    "the BatchNorm statistic",
+    "the optimiser state",
+)
+
+
+def float_leaves(tree) -> list:
+    """The floating-point leaves of `tree` (an optimiser state's step counts are ints)."""
+    return [leaf for leaf in jax.tree.leaves(tree) if jnp.issubdtype(leaf.dtype, jnp.inexact)]
 
 
 def _first_bad_leaf(tree):
@@ -170,18 +182,21 @@ def _first_bad_leaf(tree):
     return jnp.any(bad), jnp.where(jnp.any(bad), jnp.argmax(bad), -1).astype(jnp.int32)
 
 
-def nonfinite_check(loss, grads, params, batch_stats) -> dict:
+def nonfinite_check(loss, grads, params, batch_stats, opt_state=()) -> dict:
     """Which quantity of a step first went non-finite (NaN or Inf).
 
     Returns ``nonfinite``, an int32 index into `NONFINITE` (0: all finite;
     1 the loss, 2 a gradient, 3 an updated parameter, 4 a BatchNorm
-    statistic; the first that applies in this order), and ``nonfinite_leaf``,
-    the index of the offending leaf in the tree order of `grads`/`params`
-    (codes 2 and 3) or `batch_stats` (code 4), else -1.
+    statistic, 5 a floating-point leaf of the optimiser state, e.g. Adam's
+    second moment overflowing while gradient and parameters stay finite; the
+    first that applies in this order), and ``nonfinite_leaf``, the index of
+    the offending leaf in the tree order of `grads`/`params` (codes 2 and 3),
+    `batch_stats` (code 4) or the floating-point leaves of `opt_state` (code
+    5), else -1.
     """
     loss_bad = ~jnp.isfinite(loss)
     checks = [(loss_bad, jnp.int32(-1))] + [
-        _first_bad_leaf(tree) for tree in (grads, params, batch_stats)
+        _first_bad_leaf(tree) for tree in (grads, params, batch_stats, float_leaves(opt_state))
     ]
     code, leaf = jnp.int32(0), jnp.int32(-1)
     for index, (bad, where) in reversed(list(enumerate(checks, start=1))):

@@ -24,12 +24,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import jcnn.data
 from jcnn import cli, models, optim, train
 from jcnn.train.checkpoint import Checkpointer
-from jcnn.train.step import nonfinite_check
+from jcnn.train.step import NONFINITE, nonfinite_check
 from tests.train._smoke import needs_fashion, smoke
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -215,6 +216,20 @@ def test_nonfinite_check_names_the_first_bad_quantity_in_step_order():
     for args, (code, leaf) in cases:
         got = nonfinite_check(*args)
         assert (int(got["nonfinite"]), int(got["nonfinite_leaf"])) == (code, leaf), args
+
+    # Adam's second moment overflows for a finite gradient above ~1.8e19: the update
+    # is then 0 and every other quantity stays finite; only the state shows it.
+    tx = optax.adam(1e-3)
+    params = {"w": jnp.ones(2)}
+    grads = {"w": jnp.array([1e20, 1.0])}
+    updates, state = tx.update(grads, tx.init(params), params)
+    new = optax.apply_updates(params, updates)
+    got = nonfinite_check(1.0, grads, new, {}, state)
+    # The float leaves of (ScaleByAdamState(count, mu, nu), EmptyState()): mu, nu.
+    assert (int(got["nonfinite"]), int(got["nonfinite_leaf"])) == (5, 1)
+    assert NONFINITE[5] == "the optimiser state"
+    finite = nonfinite_check(1.0, ok, ok, ok, tx.init(params))  # int count: not checked
+    assert int(finite["nonfinite"]) == 0
 
 
 class _NaNOnBlank(nn.Module):
