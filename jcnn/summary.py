@@ -19,11 +19,15 @@ Conventions:
   that no layer produced (a residual sum, a reshaped or padded array) takes
   the chain of the recorded array of the same height and width with the
   largest receptive field, which for a residual block is the branch, not the
-  shortcut: the sum of two paths sees what the wider one sees. Convs and
-  fixed-window pools extend the chain; norms, activations and regularisers
-  keep it; adaptive pooling with a whole number of input pixels per bin is a
-  pool with that window, otherwise (and after global pooling, flatten or a
-  dense layer) the output has no spatial grid and the field is None.
+  shortcut: the sum of two paths sees what the wider one sees. An input of a
+  height and width no recorded array has (made by a function between layers,
+  such as ``jcnn.functional.max_pool2d``) has an unknown field: None from
+  there on. Convs (``jcnn.nn.Conv2d`` and ``flax.linen.Conv``) and
+  fixed-window pools extend the chain; norms, activations, regularisers and
+  dense layers (jcnn's and Flax's) keep it; adaptive pooling with a whole
+  number of input pixels per bin is a pool with that window, otherwise (and
+  after global pooling or flatten) the output has no spatial grid and the
+  field is None. Any other layer's window is not known here: None.
 """
 
 from __future__ import annotations
@@ -161,14 +165,50 @@ def _windows(module, x, out):
         k = pair(module.window, "window", "summarize")
         s = k if module.stride is None else pair(module.stride, "stride", "summarize")
         return tuple((ki, si, 1) for ki, si in zip(k, s, strict=True))
+    if isinstance(module, nn.Conv):
+        if module.input_dilation not in (None, 1, (1, 1)):
+            return None
+        k = pair(tuple(module.kernel_size), "kernel_size", "summarize")
+        s = pair(1 if module.strides is None else module.strides, "strides", "summarize")
+        d = pair(module.kernel_dilation or 1, "kernel_dilation", "summarize")
+        return tuple(zip(k, s, d, strict=True))
     if isinstance(module, jnn.AdaptiveAvgPool2d | jnn.AdaptiveMaxPool2d):
         sizes = tuple(zip(x.shape[1:3], out.shape[1:3], strict=True))
         if all(n % o == 0 for n, o in sizes):
             return tuple((n // o, n // o, 1) for n, o in sizes)
         return None
-    if x.shape[1:3] == out.shape[1:3]:
+    if isinstance(module, _POINTWISE) and x.shape[1:3] == out.shape[1:3]:
         return ()
-    return None
+    return None  # a layer whose window is not known here: no field claimed
+
+
+# Leaf layers without a spatial window: per position, per channel or per map.
+_POINTWISE = (
+    jnn.Dense,
+    jnn.DropConnectDense,
+    jnn.BatchNorm,
+    jnn.GroupNorm,
+    jnn.InstanceNorm,
+    jnn.LayerNorm,
+    jnn.Dropout,
+    jnn.DropBlock,
+    jnn.Disout,
+    jnn.ELU,
+    jnn.SELU,
+    jnn.LeakyReLU,
+    jnn.Maxout,
+    jnn.PReLU,
+    jnn.ReLU,
+    jnn.ReLU6,
+    jnn.Sigmoid,
+    jnn.Swish,
+    jnn.Tanh,
+    nn.Dense,
+    nn.BatchNorm,
+    nn.LayerNorm,
+    nn.GroupNorm,
+    nn.Dropout,
+)
 
 
 class _Recorder:
@@ -187,7 +227,7 @@ class _Recorder:
             return self.chains[id(x)][1]
         if getattr(x, "ndim", 0) != 4:
             return None
-        best, best_rf = ((), ()), -1
+        best, best_rf = None, -1  # no array of its size: made by an op not recorded
         for array, chains in self.chains.values():
             if chains is None or array.ndim != 4 or array.shape[1:3] != x.shape[1:3]:
                 continue

@@ -131,6 +131,66 @@ def test_option_a_shortcut_sum_takes_the_branch_field():
     assert rows["layer2_0/act2"].receptive_field == (21, 21)
 
 
+def _brute_force_field(model, shape) -> int:
+    """Height of the input region the centre output pixel depends on: the rows where
+    its gradient is nonzero (random weights; all-positive input and kernels so no
+    sum cancels)."""
+    x = jnp.ones((1, *shape))
+    variables = model.init(jax.random.key(0), x)
+    variables = jax.tree.map(jnp.abs, variables)
+
+    def centre(x):
+        y = model.apply(variables, x)
+        return y[0, y.shape[1] // 2, y.shape[2] // 2, 0]
+
+    rows = jnp.nonzero(jnp.any(jax.grad(centre)(x)[0] != 0, axis=(1, 2)))[0]
+    return int(rows[-1] - rows[0] + 1)
+
+
+def test_flax_convs_extend_the_field_like_jcnn_convs():
+    model = nn.Sequential(
+        [nn.Conv(4, (3, 3), strides=2), nn.relu, nn.Conv(4, (3, 3), kernel_dilation=2)]
+    )
+    rows = summarize(model, (16, 16, 1)).rows
+    # nn.relu is a function, not a layer: two rows. 3, jump 2; then 3 + 2 * 2 * 2 = 11.
+    assert [r.receptive_field for r in rows] == [(3, 3), (11, 11)]
+    assert rows[-1].jump == (2, 2)
+    assert _brute_force_field(model, (24, 24, 1)) == 11
+
+
+def test_an_unrecorded_op_or_layer_gives_an_unknown_field_not_a_wrong_one():
+    class FunctionalPool(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            import jcnn.functional as F
+
+            x = jnn.Conv2d(4, 3)(x)
+            return jnn.Conv2d(4, 3)(F.avg_pool2d(x, 2))
+
+    model = FunctionalPool()
+    rows = summarize(model, (32, 32, 3)).rows
+    # The true field is 3 + 1 + 2 * 2 = 8 (brute force); the pool is not a layer, so
+    # the second conv's field is unknown rather than restarted at 3.
+    assert _brute_force_field(model, (32, 32, 3)) == 8
+    assert [r.receptive_field for r in rows] == [(3, 3), None]
+
+    class Blur(nn.Module):  # a layer of its own with a 3x3 window jcnn does not know
+        @nn.compact
+        def __call__(self, x):
+            k = self.param("k", nn.initializers.ones, (3, 3, 1, x.shape[-1]))
+            return jax.lax.conv_general_dilated(
+                x,
+                k,
+                (1, 1),
+                "SAME",
+                dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                feature_group_count=x.shape[-1],
+            )
+
+    rows = summarize(nn.Sequential([jnn.Conv2d(4, 3), Blur(), jnn.ReLU()]), (8, 8, 1)).rows
+    assert [r.receptive_field for r in rows] == [(3, 3), None, None]
+
+
 def test_a_module_called_twice_counts_its_parameters_once():
     class Twice(nn.Module):
         @nn.compact

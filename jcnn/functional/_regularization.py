@@ -244,6 +244,18 @@ def dropblock(key, x, rate, *, block_size, per_channel=False):
     return x * (keep * _rescale(keep)).astype(x.dtype)
 
 
+def check_alpha(alpha, fn: str) -> float:
+    """Disout's `alpha`: a Python number >= 0."""
+    if not isinstance(alpha, numbers.Real) or isinstance(alpha, bool):
+        raise TypeError(
+            f"{fn}: `alpha` must be a Python number >= 0 (the distortion intensity), "
+            f"got {alpha!r} ({type(alpha).__name__})."
+        )
+    if not alpha >= 0:
+        raise ValueError(f"{fn}: `alpha` must be >= 0 (the distortion intensity), got {alpha!r}.")
+    return float(alpha)
+
+
 def disout(key, x, rate, *, block_size, alpha):
     r"""Disout: replace random blocks of NHWC maps with noise instead of zeros.
 
@@ -307,13 +319,7 @@ def disout(key, x, rate, *, block_size, alpha):
     check_floating(x, "x", fn)
     rate = _drop_rate(rate, fn)
     bh, bw = _block_size(block_size, x, fn)
-    if not isinstance(alpha, numbers.Real) or isinstance(alpha, bool):
-        raise TypeError(
-            f"{fn}: `alpha` must be a Python number >= 0 (the distortion intensity), "
-            f"got {alpha!r} ({type(alpha).__name__})."
-        )
-    if not alpha >= 0:
-        raise ValueError(f"{fn}: `alpha` must be >= 0 (the distortion intensity), got {alpha!r}.")
+    check_alpha(alpha, fn)
     if _is_static_zero(rate):
         return x
     check_key(key, fn)

@@ -2,8 +2,9 @@
 
 Each draws its key from the ``"dropout"`` RNG collection
 (``rngs={"dropout": key}`` in `apply`) and is the identity when
-``train=False`` or ``rate == 0``, drawing nothing. The rate is checked in both
-modes, so a bad rate fails in evaluation too.
+``train=False`` or ``rate == 0``, drawing nothing. The arguments (rate, block
+size, ``alpha``) and the input's rank are checked in both modes, so a bad
+setting fails in evaluation too.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import flax.errors
 from flax import linen as nn
 
 import jcnn.functional as F
-from jcnn.functional._checks import check_int, check_rate
+from jcnn.functional._checks import check_int, check_ndim, check_rate
+from jcnn.functional._regularization import check_alpha
 
 
 def active(module, train: bool, fn: str) -> bool:
@@ -85,6 +87,7 @@ class DropBlock(nn.Module):
     @nn.compact
     def __call__(self, x, *, train: bool):
         block_size = check_int(self.block_size, "block_size", "DropBlock")
+        check_ndim(x, 4, "x", "DropBlock", "NHWC")
         if not active(self, train, "DropBlock"):
             return x
         return F.dropblock(
@@ -115,6 +118,8 @@ class Disout(nn.Module):
     @nn.compact
     def __call__(self, x, *, train: bool):
         block_size = check_int(self.block_size, "block_size", "Disout")
+        check_alpha(self.alpha, "Disout")
+        check_ndim(x, 4, "x", "Disout", "NHWC")
         if not active(self, train, "Disout"):
             return x
         return F.disout(

@@ -250,6 +250,17 @@ def test_random_layer_checks_rate_and_train_in_eval_too(name):
         module.init(KEY, x, train=1)
 
 
+def test_block_regularisers_check_alpha_and_rank_in_eval_too():
+    x = jnp.ones((2, 6, 6, 3))
+    with pytest.raises(ValueError, match=r"Disout: `alpha` must be >= 0.*got -1\.0"):
+        jnn.Disout(0.1, 3, -1.0).apply({}, x, train=False)
+    for module in (jnn.Disout(0.1, 3), jnn.DropBlock(0.1, 3)):
+        name = type(module).__name__
+        message = rf"{name}: `x` must be NHWC \(4-D\), got shape \(2, 6\)"
+        with pytest.raises(ValueError, match=message):
+            module.apply({}, jnp.ones((2, 6)), train=False)
+
+
 # ---------------------------------------------------------------- BatchNorm ---
 
 
