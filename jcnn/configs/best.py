@@ -2,7 +2,9 @@
 crop + flip + cutout, label smoothing and flip test-time augmentation.
 
 ``jcnn train --config=best --workdir=runs/best``. Target >= 95% test
-accuracy; not yet measured (see the README's results table for measured runs).
+accuracy; measured 95.50% (``jcnn eval``, flip TTA, step 28,080), 2026-12-01 on
+2 Intel Xeon cores with jax 0.10.2, in 7.8 h of wall time on a shared machine
+(the steps alone at the quiet ~207 img/s: 4.8 h); see the README's results table.
 """
 
 from __future__ import annotations
