@@ -432,12 +432,11 @@ def fit(config, workdir) -> TrainState:
     A step whose loss, gradients, updated parameters, BatchNorm statistics or
     optimiser state are NaN/Inf stops the run with `FloatingPointError` naming
     the step and the first such quantity (``config.on_nonfinite="stop"``, the
-    default) before anything is saved; with
-    ``"skip"`` such steps leave the state unchanged (parameters, statistics and
-    the whole optimiser state, the schedule's count included, as
-    ``optax.apply_if_finite`` does: k skipped steps delay the schedule by k
-    steps, and the logged ``lr`` is the rate applied) and are counted in
-    ``metrics.jsonl`` (``skipped_steps``).
+    default) before anything is saved; with ``"skip"`` such steps leave the
+    state unchanged (parameters, statistics and the whole optimiser state, the
+    schedule's count included, as ``optax.apply_if_finite`` does: k skipped
+    steps delay the schedule by k steps, and the logged ``lr`` is the rate
+    applied) and are counted in ``metrics.jsonl`` (``skipped_steps``).
 
     ``config.parallel`` spreads each step over every device (`jcnn.train.parallel`;
     the global batch must be a multiple of the device count), ``config.distributed``
